@@ -1,0 +1,26 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# virtio-iommu-fq: top-level make targets. See README.md.
+
+KVER ?= $(shell uname -r)
+KDIR ?= /lib/modules/$(KVER)/build
+VERSION := $(shell cat VERSION)
+CACHE ?= /var/cache/virtio-iommu-fq
+
+.PHONY: all modules clean demo check
+
+all: modules
+
+modules:
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/src VIOMMU_FQ_VERSION=$(VERSION) modules
+
+clean:
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/src clean
+
+# The main job: set up a fresh machine, build the module, boot a guest with it.
+demo:
+	bash scripts/demo.sh
+
+# Every test suite; prints each runner's summary and a final "N passed, N failed".
+check:
+	bash tests/run-all.sh
