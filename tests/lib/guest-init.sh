@@ -1,0 +1,22 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# /init of the test initramfs (busybox sh). Mounts the pseudo filesystems,
+# announces itself on the results port, runs /test.sh, and powers the guest
+# off if the test did not already. Kernel command-line words of the form
+# key=value that the kernel does not know arrive here as environment
+# variables (e.g. viommu_order=after); /test.sh sees them too.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs -o size=512m tmpfs /tmp
+mkdir -p /sys/kernel/debug /dev/hugepages
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+. /lib/viommu/guest-lib.sh
+guest_start
+/bin/sh /test.sh
+rc=$?
+info "test script exited with status $rc"
+guest_done
+shutdown_now poweroff

@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: GPL-2.0-only
+# shellcheck shell=bash
+#
+# tests/lib/vm.sh - boot a test guest under QEMU TCG and collect its results.
+#
+# Source this file. The guest is always: q35, -accel tcg,thread=multi,
+# -cpu max, -smp 2, -m 2G, a virtio-iommu-pci, an NVMe disk and a virtio-blk
+# disk (sparse raw files in the run directory), no network, serial port 0 =
+# kernel console (console.log), serial port 1 = the results port
+# (results.log, see guest-lib.sh), panic=-1 and -no-reboot so that a panic,
+# a poweroff or a reboot all end QEMU at once.
+#
+#   viommu_vm_run DIR KERNEL INITRD [APPEND] [-- QEMU ARGS...]
+#
+# boots once; if that boot is an infrastructure failure it boots once more
+# (an early-boot crash under multi-threaded TCG, e.g. an int3 during kernel
+# text patching, or a guest that printed nothing). Each attempt keeps its
+# logs in DIR/attempt-<n>/; the last attempt's logs are linked as
+# DIR/console.log and DIR/results.log. Knobs (environment):
+#   VM_TIMEOUT   seconds before QEMU is killed (default 600)
+#   VM_DISK_SIZE size of each disk image (default 256M)
+#   VM_SMP VM_MEM          (default 2, 2G)
+#   VM_IOMMU=0             no virtio-iommu-pci (e.g. for a no-IOMMU baseline)
+# Sets, for the caller:
+#   VM_STATUS    ok | infra | timeout | nostart  (of the last attempt)
+#   VM_ATTEMPTS  human-readable summary of every attempt
+#   VM_SHUTDOWN_S  host seconds from the guest's SHUTDOWN line to QEMU's exit
+#                  (empty if the guest never announced a shutdown)
+#   VM_WALL_S    host seconds the last attempt took
+# Returns 0 if the guest started its test script (GUEST-START seen).
+#
+#   viommu_vm_results DIR: judge DIR/results.log: prints one line per case
+#   ("PASS|FAIL|SKIP <case> <detail>", a PLAN-ned case without RESULT is a
+#   FAIL), and sets VM_PASS VM_FAIL VM_SKIP counts.
+
+VM_TIMEOUT=${VM_TIMEOUT:-600}
+VM_DISK_SIZE=${VM_DISK_SIZE:-256M}
+VM_SMP=${VM_SMP:-2}
+VM_MEM=${VM_MEM:-2G}
+VM_IOMMU=${VM_IOMMU:-1}
+
+# _viommu_vm_boot_once ADIR KERNEL INITRD APPEND QEMU-ARGS...
+_viommu_vm_boot_once() {
+	local adir=$1 kernel=$2 initrd=$3 append=$4 pid start now sd_at="" end
+	shift 4
+	local args=(
+		-machine q35 -accel tcg,thread=multi -cpu max
+		-smp "$VM_SMP" -m "$VM_MEM"
+		-display none -monitor none -nic none -no-reboot
+		-serial "file:$adir/console.log" -serial "file:$adir/results.log"
+		-kernel "$kernel" -initrd "$initrd"
+		-append "console=ttyS0,115200 panic=-1 printk.time=1 $append"
+	)
+	[ "$VM_IOMMU" = 1 ] && args+=(-device virtio-iommu-pci)
+	args+=(
+		-drive "if=none,id=nvm,format=raw,file=$adir/../nvme.img"
+		-device "nvme,serial=viommu-nvme,drive=nvm"
+		-drive "if=none,id=vblk,format=raw,file=$adir/../vblk.img"
+		-device "virtio-blk-pci,drive=vblk"
+	)
+	mkdir -p "$adir"
+	: >"$adir/console.log"
+	: >"$adir/results.log"
+	printf '%q ' qemu-system-x86_64 "${args[@]}" "$@" >"$adir/qemu.cmd"
+	echo >>"$adir/qemu.cmd"
+	start=$(date +%s.%N)
+	qemu-system-x86_64 "${args[@]}" "$@" >"$adir/qemu.out" 2>&1 &
+	pid=$!
+	VM_STATUS=ok
+	while kill -0 "$pid" 2>/dev/null; do
+		now=$(date +%s.%N)
+		if [ -z "$sd_at" ] && grep -q '^SHUTDOWN ' "$adir/results.log" 2>/dev/null; then
+			sd_at=$now
+		fi
+		if [ "$(echo "$now - $start > $VM_TIMEOUT" | bc)" = 1 ]; then
+			VM_STATUS=timeout
+			kill "$pid" 2>/dev/null || true
+			sleep 1
+			kill -9 "$pid" 2>/dev/null || true
+			break
+		fi
+		sleep 0.1
+	done
+	wait "$pid" 2>/dev/null || true
+	end=$(date +%s.%N)
+	VM_WALL_S=$(printf '%.1f' "$(echo "$end - $start" | bc)")
+	VM_SHUTDOWN_S=""
+	if [ -n "$sd_at" ] && [ "$VM_STATUS" = ok ]; then
+		VM_SHUTDOWN_S=$(printf '%.2f' "$(echo "$end - $sd_at" | bc)")
+	fi
+	tr -d '\r' <"$adir/results.log" >"$adir/results.tmp" && mv "$adir/results.tmp" "$adir/results.log"
+	if ! grep -q '^GUEST-START ' "$adir/results.log"; then
+		# The guest never reached /init: an infrastructure failure if the
+		# kernel died or said nothing; otherwise still "nostart".
+		if grep -qE 'Kernel panic|int3|general protection fault|BUG:' "$adir/console.log" ||
+			[ ! -s "$adir/console.log" ] || [ "$VM_STATUS" = timeout ]; then
+			VM_STATUS=infra
+		else
+			VM_STATUS=nostart
+		fi
+	fi
+}
+
+# _viommu_vm_why ADIR: a one-line reason for a failed attempt.
+_viommu_vm_why() {
+	local l
+	l=$(grep -m1 -E 'Kernel panic|int3|general protection fault|BUG:' "$1/console.log" 2>/dev/null | tr -d '\r' | cut -c1-160)
+	[ -n "$l" ] || { [ -s "$1/console.log" ] && l="no GUEST-START; last console line: $(tr -d '\r' <"$1/console.log" | grep -v '^$' | tail -n1 | cut -c1-120)"; }
+	echo "${l:-no console output}"
+}
+
+viommu_vm_run() {
+	local dir=$1 kernel=$2 initrd=$3 append="" n
+	shift 3
+	if [ $# -gt 0 ] && [ "$1" != "--" ]; then append=$1; shift; fi
+	[ "${1:-}" = "--" ] && shift
+	[ -f "$kernel" ] || die "kernel $kernel not found"
+	[ -f "$initrd" ] || die "initrd $initrd not found"
+	mkdir -p "$dir"
+	rm -rf "$dir"/attempt-*
+	VM_ATTEMPTS=""
+	for n in 1 2; do
+		# Fresh, empty disks for every attempt.
+		rm -f "$dir/nvme.img" "$dir/vblk.img"
+		truncate -s "$VM_DISK_SIZE" "$dir/nvme.img" "$dir/vblk.img"
+		_viommu_vm_boot_once "$dir/attempt-$n" "$kernel" "$initrd" "$append" "$@"
+		ln -sfn "attempt-$n/console.log" "$dir/console.log"
+		ln -sfn "attempt-$n/results.log" "$dir/results.log"
+		case $VM_STATUS in
+		infra)
+			VM_ATTEMPTS+="attempt $n: infrastructure failure after ${VM_WALL_S}s ($(_viommu_vm_why "$dir/attempt-$n")); "
+			;;
+		*)
+			VM_ATTEMPTS+="attempt $n: $VM_STATUS in ${VM_WALL_S}s"
+			[ "$VM_STATUS" = nostart ] && VM_ATTEMPTS+=" ($(_viommu_vm_why "$dir/attempt-$n"))"
+			break
+			;;
+		esac
+	done
+	rm -f "$dir/nvme.img" "$dir/vblk.img"
+	[ "$VM_STATUS" != infra ] && [ "$VM_STATUS" != nostart ]
+}
+
+viommu_vm_results() {
+	local log=$1/results.log c s d
+	VM_PASS=0 VM_FAIL=0 VM_SKIP=0
+	declare -A seen=()
+	while read -r _ c s d; do
+		case $s in
+		PASS) VM_PASS=$((VM_PASS + 1)) ;;
+		SKIP) VM_SKIP=$((VM_SKIP + 1)) ;;
+		*) VM_FAIL=$((VM_FAIL + 1)); s=FAIL ;;
+		esac
+		seen[$c]=1
+		echo "$s $c $d"
+	done < <(grep '^RESULT ' "$log" 2>/dev/null)
+	for c in $(grep '^PLAN ' "$log" 2>/dev/null | cut -d' ' -f2-); do
+		if [ -z "${seen[$c]:-}" ]; then
+			seen[$c]=1
+			VM_FAIL=$((VM_FAIL + 1))
+			echo "FAIL $c no result (guest stopped early; see $1/console.log)"
+		fi
+	done
+}
