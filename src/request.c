@@ -1,0 +1,969 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio-iommu-fq request engine.
+ *
+ * Requests live in a fixed pool of slots, so the hot path never allocates.
+ * A request is first queued on the driver-side pending list, where MAPs of
+ * one mapping call and adjacent UNMAPs are merged, then submitted to the
+ * device in one batch when somebody needs the result (a sync), when the
+ * pending list is full, or when the deferral timer fires.
+ *
+ * Every sequence of requests is numbered. The device may complete requests
+ * in any order; done_seq is the highest number below which every request
+ * has completed, which is what a sync waits for.
+ *
+ * The engine lock is only held to manipulate the lists and the queue. A CPU
+ * notifies the device and polls for completions with the lock released, so
+ * that other CPUs can keep queueing and reaping while the device works.
+ * While one CPU notifies, others that need a notification let it notify
+ * once more on their behalf instead of trapping to the device themselves.
+ */
+
+#include <linux/delay.h>
+#include <linux/hardirq.h>
+#include <linux/ktime.h>
+#include <linux/preempt.h>
+#include <linux/ratelimit.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+
+#include "viommu.h"
+
+#define VIOMMU_TAIL_LEN	sizeof(struct virtio_iommu_req_tail)
+#define VIOMMU_PROBE_OUT_LEN	offsetof(struct virtio_iommu_req_probe, properties)
+
+void viommu_stat_add(struct viommu_engine *eng, enum viommu_stat stat, u64 val)
+{
+	this_cpu_add(eng->stats->count[stat], val);
+}
+
+u64 viommu_stat_read(struct viommu_engine *eng, enum viommu_stat stat)
+{
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += per_cpu_ptr(eng->stats, cpu)->count[stat];
+	return sum;
+}
+
+void viommu_stats_reset(struct viommu_engine *eng)
+{
+	unsigned long flags;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		memset(per_cpu_ptr(eng->stats, cpu), 0, sizeof(struct viommu_stats));
+	spin_lock_irqsave(&eng->lock, flags);
+	eng->max_batch = 0;
+	spin_unlock_irqrestore(&eng->lock, flags);
+}
+
+/**
+ * viommu_status_to_errno() - translate a request status into an errno
+ * @status: the status byte the device wrote in the request tail
+ *
+ * Return: 0 for VIRTIO_IOMMU_S_OK, otherwise a negative errno. Unknown
+ * status values are treated as I/O errors.
+ */
+int viommu_status_to_errno(u8 status)
+{
+	switch (status) {
+	case VIRTIO_IOMMU_S_OK:
+		return 0;
+	case VIRTIO_IOMMU_S_UNSUPP:
+		return -EOPNOTSUPP;
+	case VIRTIO_IOMMU_S_INVAL:
+		return -EINVAL;
+	case VIRTIO_IOMMU_S_RANGE:
+		return -ERANGE;
+	case VIRTIO_IOMMU_S_NOENT:
+		return -ENOENT;
+	case VIRTIO_IOMMU_S_FAULT:
+		return -EFAULT;
+	case VIRTIO_IOMMU_S_NOMEM:
+		return -ENOMEM;
+	case VIRTIO_IOMMU_S_IOERR:
+	case VIRTIO_IOMMU_S_DEVERR:
+	default:
+		return -EIO;
+	}
+}
+
+static enum viommu_stat viommu_status_stat(u8 status)
+{
+	switch (status) {
+	case VIRTIO_IOMMU_S_IOERR:
+		return VIOMMU_STAT_ERR_IOERR;
+	case VIRTIO_IOMMU_S_UNSUPP:
+		return VIOMMU_STAT_ERR_UNSUPP;
+	case VIRTIO_IOMMU_S_DEVERR:
+		return VIOMMU_STAT_ERR_DEVERR;
+	case VIRTIO_IOMMU_S_INVAL:
+		return VIOMMU_STAT_ERR_INVAL;
+	case VIRTIO_IOMMU_S_RANGE:
+		return VIOMMU_STAT_ERR_RANGE;
+	case VIRTIO_IOMMU_S_NOENT:
+		return VIOMMU_STAT_ERR_NOENT;
+	case VIRTIO_IOMMU_S_FAULT:
+		return VIOMMU_STAT_ERR_FAULT;
+	case VIRTIO_IOMMU_S_NOMEM:
+		return VIOMMU_STAT_ERR_NOMEM;
+	default:
+		return VIOMMU_STAT_ERR_UNKNOWN;
+	}
+}
+
+static enum viommu_stat viommu_type_stat(u8 type)
+{
+	switch (type) {
+	case VIRTIO_IOMMU_T_ATTACH:
+		return VIOMMU_STAT_REQ_ATTACH;
+	case VIRTIO_IOMMU_T_DETACH:
+		return VIOMMU_STAT_REQ_DETACH;
+	case VIRTIO_IOMMU_T_MAP:
+		return VIOMMU_STAT_REQ_MAP;
+	case VIRTIO_IOMMU_T_UNMAP:
+		return VIOMMU_STAT_REQ_UNMAP;
+	default:
+		return VIOMMU_STAT_REQ_PROBE;
+	}
+}
+
+static inline void *viommu_req_data(struct viommu_req *req)
+{
+	return req->ext ? req->ext : (void *)&req->buf;
+}
+
+static inline u8 viommu_req_type(struct viommu_req *req)
+{
+	return ((struct virtio_iommu_req_head *)viommu_req_data(req))->type;
+}
+
+static void viommu_release_locked(struct viommu_engine *eng,
+				  struct viommu_req *req)
+{
+	kfree(req->ext);
+	req->ext = NULL;
+	req->vdomain = NULL;
+	list_add(&req->node, &eng->free_list);
+}
+
+static void viommu_record_map_failure(struct viommu_domain *vdom,
+				      struct viommu_req *req)
+{
+	if (vdom->nr_failures == VIOMMU_MAP_FAILURES) {
+		vdom->failures_lost = true;
+		return;
+	}
+	vdom->failures[vdom->nr_failures].start = le64_to_cpu(req->buf.map.virt_start);
+	vdom->failures[vdom->nr_failures].last = le64_to_cpu(req->buf.map.virt_end);
+	vdom->nr_failures++;
+}
+
+static void viommu_complete_locked(struct viommu_engine *eng,
+				   struct viommu_req *req, unsigned int len)
+{
+	u8 type = viommu_req_type(req);
+	struct virtio_iommu_req_tail *tail;
+
+	req->done = true;
+	if (len < VIOMMU_TAIL_LEN) {
+		/* The device did not write the tail: the request failed. */
+		req->err = -EIO;
+		viommu_stat_add(eng, VIOMMU_STAT_ERR_NOSTATUS, 1);
+	} else {
+		tail = viommu_req_data(req) + req->out_len + req->in_len -
+		       VIOMMU_TAIL_LEN;
+		req->err = viommu_status_to_errno(tail->status);
+		if (req->err)
+			viommu_stat_add(eng, viommu_status_stat(tail->status), 1);
+	}
+	if (!req->err)
+		return;
+	if (type == VIRTIO_IOMMU_T_MAP && req->vdomain)
+		viommu_record_map_failure(req->vdomain, req);
+	if (!req->waited || req->abandoned)
+		dev_err_ratelimited(eng->dev, "request type %u failed: %d\n",
+				    type, req->err);
+}
+
+/* Collect completed requests and advance done_seq. */
+static void viommu_reap_locked(struct viommu_engine *eng)
+{
+	struct viommu_req *req;
+	unsigned int len;
+
+	while ((req = eng->ops->get_used(eng->queue, &len)))
+		viommu_complete_locked(eng, req, len);
+
+	while ((req = list_first_entry_or_null(&eng->inflight,
+					       struct viommu_req, node))) {
+		if (!req->done)
+			break;
+		eng->done_seq = req->seq;
+		list_del_init(&req->node);
+		if (!req->waited || req->abandoned)
+			viommu_release_locked(eng, req);
+	}
+}
+
+static void viommu_cancel_timer_locked(struct viommu_engine *eng)
+{
+	if (!eng->nr_deferred)
+		hrtimer_try_to_cancel(&eng->flush_timer);
+}
+
+/*
+ * Hand pending requests to the queue, in order, until the queue is full.
+ * Return the number of requests still pending.
+ */
+static unsigned int viommu_submit_locked(struct viommu_engine *eng,
+					 enum viommu_submit_cause cause)
+{
+	static const enum viommu_stat cause_stat[] = {
+		[VIOMMU_CAUSE_TIMER] = VIOMMU_STAT_DEFERRED_TIMER,
+		[VIOMMU_CAUSE_FULL] = VIOMMU_STAT_DEFERRED_FULL,
+		[VIOMMU_CAUSE_FLUSH] = VIOMMU_STAT_DEFERRED_FLUSH,
+		[VIOMMU_CAUSE_SYNC] = VIOMMU_STAT_DEFERRED_FLUSH,
+		[VIOMMU_CAUSE_MAP_SYNC] = VIOMMU_STAT_DEFERRED_MAP_SYNC,
+	};
+	struct scatterlist out, in;
+	struct viommu_req *req;
+	unsigned int batch = 0, deferred = 0;
+	void *data;
+	int ret;
+
+	while ((req = list_first_entry_or_null(&eng->pending,
+					       struct viommu_req, node))) {
+		data = viommu_req_data(req);
+		sg_init_one(&out, data, req->out_len);
+		sg_init_one(&in, data + req->out_len, req->in_len);
+		ret = eng->ops->add(eng->queue, &out, &in, req);
+		if (ret == -ENOSPC) {
+			viommu_stat_add(eng, VIOMMU_STAT_QUEUE_FULL, 1);
+			break;
+		}
+		list_move_tail(&req->node, &eng->inflight);
+		eng->nr_pending--;
+		if (req->deferred) {
+			deferred++;
+			eng->nr_deferred--;
+		}
+		viommu_stat_add(eng, viommu_type_stat(viommu_req_type(req)), 1);
+		batch++;
+		if (ret) {
+			/* A broken queue: fail the request right away. */
+			req->done = true;
+			req->err = ret;
+			viommu_stat_add(eng, VIOMMU_STAT_ERR_IOERR, 1);
+			dev_err_ratelimited(eng->dev, "cannot queue request: %d\n",
+					    ret);
+		}
+	}
+	if (deferred)
+		viommu_stat_add(eng, cause_stat[cause], deferred);
+	if (batch > eng->max_batch)
+		eng->max_batch = batch;
+	viommu_cancel_timer_locked(eng);
+	return eng->nr_pending;
+}
+
+/*
+ * Notify the device if the queue asks for it. Drops the engine lock while
+ * notifying and retakes it before returning. If another CPU is already
+ * notifying, ask it to notify once more instead. The notifying CPU does not
+ * migrate, so a context nested on the same CPU notifies by itself rather
+ * than waiting for the context it interrupted.
+ */
+static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
+{
+	unsigned int cpu;
+
+	if (!eng->ops->kick_prepare(eng->queue))
+		return;
+	cpu = smp_processor_id();
+	if (eng->kicking && eng->kicker_cpu != cpu) {
+		eng->kick_again = true;
+		return;
+	}
+	if (eng->kicking) {
+		/* Nested on the notifying CPU: notify ourselves. */
+		spin_unlock_irqrestore(&eng->lock, *flags);
+		eng->ops->notify(eng->queue);
+		viommu_stat_add(eng, VIOMMU_STAT_KICKS, 1);
+		spin_lock_irqsave(&eng->lock, *flags);
+		return;
+	}
+	eng->kicking = true;
+	eng->kicker_cpu = cpu;
+	preempt_disable();
+	do {
+		eng->kick_again = false;
+		spin_unlock_irqrestore(&eng->lock, *flags);
+		eng->ops->notify(eng->queue);
+		viommu_stat_add(eng, VIOMMU_STAT_KICKS, 1);
+		spin_lock_irqsave(&eng->lock, *flags);
+	} while (eng->kick_again);
+	eng->kicking = false;
+	preempt_enable();
+}
+
+/*
+ * Poll until @done returns true, with the lock released between polls.
+ * Returns 0, or -ETIMEDOUT after the engine's bounded wait.
+ */
+static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
+			      bool (*done)(struct viommu_engine *eng,
+					   const void *arg),
+			      const void *arg)
+{
+	ktime_t deadline = ktime_add_ns(ktime_get(), eng->timeout_ns);
+
+	viommu_reap_locked(eng);
+	if (done(eng, arg))
+		return 0;
+	for (;;) {
+		spin_unlock_irqrestore(&eng->lock, *flags);
+		cpu_relax();
+		spin_lock_irqsave(&eng->lock, *flags);
+		viommu_reap_locked(eng);
+		if (done(eng, arg))
+			break;
+		if (ktime_after(ktime_get(), deadline)) {
+			viommu_stat_add(eng, VIOMMU_STAT_ERR_TIMEOUT, 1);
+			dev_err_ratelimited(eng->dev,
+					    "device did not answer within %llu ms\n",
+					    div_u64(eng->timeout_ns, NSEC_PER_MSEC));
+			return -ETIMEDOUT;
+		}
+	}
+	return 0;
+}
+
+static bool viommu_seq_done(struct viommu_engine *eng, const void *arg)
+{
+	return eng->done_seq >= *(const u64 *)arg;
+}
+
+static bool viommu_has_room(struct viommu_engine *eng, const void *arg)
+{
+	return eng->ops->free_slots(eng->queue) > 0;
+}
+
+static bool viommu_slot_free(struct viommu_engine *eng, const void *arg)
+{
+	return !list_empty(&eng->free_list);
+}
+
+static bool viommu_req_done(struct viommu_engine *eng, const void *arg)
+{
+	return ((const struct viommu_req *)arg)->done;
+}
+
+/*
+ * A synchronous wait: notify the device and poll until @done. The time
+ * counted includes the notification, which is when an emulated device
+ * does its work.
+ */
+static int viommu_kick_and_wait_locked(struct viommu_engine *eng,
+				       unsigned long *flags,
+				       bool (*done)(struct viommu_engine *eng,
+						    const void *arg),
+				       const void *arg)
+{
+	ktime_t start = ktime_get();
+	int ret;
+
+	viommu_stat_add(eng, VIOMMU_STAT_SYNC_WAITS, 1);
+	viommu_kick_locked(eng, flags);
+	ret = viommu_poll_locked(eng, flags, done, arg);
+	if (!ret)
+		viommu_stat_add(eng, VIOMMU_STAT_SYNC_WAIT_NS,
+				ktime_to_ns(ktime_sub(ktime_get(), start)));
+	return ret;
+}
+
+/* Submit every pending request, waiting for room when the queue is full. */
+static int viommu_submit_all_locked(struct viommu_engine *eng,
+				    unsigned long *flags,
+				    enum viommu_submit_cause cause)
+{
+	int ret;
+
+	while (viommu_submit_locked(eng, cause)) {
+		viommu_kick_locked(eng, flags);
+		ret = viommu_poll_locked(eng, flags, viommu_has_room, NULL);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Take a free slot, making room if the pool is exhausted. */
+static struct viommu_req *viommu_get_slot_locked(struct viommu_engine *eng,
+						 unsigned long *flags)
+{
+	struct viommu_req *req;
+	int ret;
+
+	viommu_reap_locked(eng);
+	if (list_empty(&eng->free_list)) {
+		viommu_stat_add(eng, VIOMMU_STAT_QUEUE_FULL, 1);
+		ret = viommu_submit_all_locked(eng, flags, VIOMMU_CAUSE_FULL);
+		if (!ret) {
+			viommu_kick_locked(eng, flags);
+			ret = viommu_poll_locked(eng, flags, viommu_slot_free,
+						 NULL);
+		}
+		if (ret)
+			return ERR_PTR(ret);
+	}
+	req = list_first_entry(&eng->free_list, struct viommu_req, node);
+	list_del(&req->node);
+	req->seq = ++eng->next_seq;
+	req->vdomain = NULL;
+	req->owner = 0;
+	req->deferred = false;
+	req->waited = false;
+	req->abandoned = false;
+	req->done = false;
+	req->err = 0;
+	req->ext = NULL;
+	return req;
+}
+
+static void viommu_append_locked(struct viommu_engine *eng,
+				 struct viommu_req *req)
+{
+	list_add_tail(&req->node, &eng->pending);
+	eng->nr_pending++;
+}
+
+/* Submit, notify and wait for everything queued so far. */
+static int viommu_sync_locked(struct viommu_engine *eng, unsigned long *flags,
+			      enum viommu_submit_cause cause)
+{
+	u64 target;
+	int ret;
+
+	ret = viommu_submit_all_locked(eng, flags, cause);
+	if (ret)
+		return ret;
+	target = eng->next_seq;
+	viommu_reap_locked(eng);
+	if (eng->done_seq >= target)
+		return 0;
+	return viommu_kick_and_wait_locked(eng, flags, viommu_seq_done, &target);
+}
+
+/**
+ * viommu_sync() - submit all pending requests and wait for completion
+ * @eng: the engine
+ * @cause: why pending deferred UNMAPs are being submitted (statistics)
+ *
+ * Nothing is kicked when nothing is outstanding.
+ *
+ * Return: 0, or -ETIMEDOUT when the device did not complete the requests
+ * within the bounded wait.
+ */
+int viommu_sync(struct viommu_engine *eng, enum viommu_submit_cause cause)
+{
+	unsigned long flags;
+	int ret;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	ret = viommu_sync_locked(eng, &flags, cause);
+	spin_unlock_irqrestore(&eng->lock, flags);
+	return ret;
+}
+
+/*
+ * Queue a request that the caller waits for, submit everything up to it and
+ * wait for it. The request is released here unless it is still owned by the
+ * device or by the in-flight list, in which case reaping releases it.
+ */
+static int viommu_send_req_locked(struct viommu_engine *eng,
+				  unsigned long *flags, struct viommu_req *req,
+				  void *result, const void *src, size_t len)
+{
+	int ret;
+
+	req->waited = true;
+	viommu_append_locked(eng, req);
+	ret = viommu_submit_all_locked(eng, flags, VIOMMU_CAUSE_SYNC);
+	if (!ret)
+		ret = viommu_kick_and_wait_locked(eng, flags, viommu_req_done,
+						  req);
+	if (!ret) {
+		ret = req->err;
+		if (!ret && result)
+			memcpy(result, src, len);
+	}
+	if (list_empty(&req->node))
+		viommu_release_locked(eng, req);
+	else
+		req->abandoned = true;
+	return ret;
+}
+
+/**
+ * viommu_send_sync() - send one fixed-size request and wait for its status
+ * @eng: the engine
+ * @buf: the request, including its tail (ATTACH or DETACH)
+ * @len: size of @buf
+ *
+ * Requests queued earlier are submitted first, in order.
+ *
+ * Return: 0 or the errno of the request's status, -ETIMEDOUT if the device
+ * did not answer, -EIO if it returned the request without a status.
+ */
+int viommu_send_sync(struct viommu_engine *eng, const void *buf, size_t len)
+{
+	struct viommu_req *req;
+	unsigned long flags;
+	int ret;
+
+	if (WARN_ON(len > sizeof(req->buf) ||
+		    len < sizeof(struct virtio_iommu_req_head) + VIOMMU_TAIL_LEN))
+		return -EINVAL;
+	spin_lock_irqsave(&eng->lock, flags);
+	req = viommu_get_slot_locked(eng, &flags);
+	if (IS_ERR(req)) {
+		spin_unlock_irqrestore(&eng->lock, flags);
+		return PTR_ERR(req);
+	}
+	memcpy(&req->buf, buf, len);
+	req->out_len = len - VIOMMU_TAIL_LEN;
+	req->in_len = VIOMMU_TAIL_LEN;
+	ret = viommu_send_req_locked(eng, &flags, req, NULL, NULL, 0);
+	spin_unlock_irqrestore(&eng->lock, flags);
+	return ret;
+}
+
+/**
+ * viommu_send_probe() - send a PROBE request for one endpoint
+ * @eng: the engine
+ * @endpoint: endpoint ID
+ * @probe_size: size of the properties area (from the config space)
+ * @props: on success, a kmalloc'ed copy of the @probe_size bytes of
+ *	properties; the caller frees it
+ *
+ * Return: 0 or a negative errno as for viommu_send_sync().
+ */
+int viommu_send_probe(struct viommu_engine *eng, u32 endpoint,
+		      size_t probe_size, void **props)
+{
+	struct virtio_iommu_req_probe *probe;
+	size_t len = VIOMMU_PROBE_OUT_LEN + probe_size + VIOMMU_TAIL_LEN;
+	struct viommu_req *req;
+	unsigned long flags;
+	int ret;
+
+	probe = kzalloc(len, GFP_KERNEL);
+	*props = kmalloc(probe_size, GFP_KERNEL);
+	if (!probe || !*props) {
+		kfree(probe);
+		kfree(*props);
+		*props = NULL;
+		return -ENOMEM;
+	}
+	probe->head.type = VIRTIO_IOMMU_T_PROBE;
+	probe->endpoint = cpu_to_le32(endpoint);
+
+	spin_lock_irqsave(&eng->lock, flags);
+	req = viommu_get_slot_locked(eng, &flags);
+	if (IS_ERR(req)) {
+		spin_unlock_irqrestore(&eng->lock, flags);
+		kfree(probe);
+		ret = PTR_ERR(req);
+		goto err_props;
+	}
+	req->ext = probe;
+	req->out_len = VIOMMU_PROBE_OUT_LEN;
+	req->in_len = probe_size + VIOMMU_TAIL_LEN;
+	/* The request owns @probe from here on. */
+	ret = viommu_send_req_locked(eng, &flags, req, *props, probe->properties,
+				     probe_size);
+	spin_unlock_irqrestore(&eng->lock, flags);
+	if (!ret)
+		return 0;
+err_props:
+	kfree(*props);
+	*props = NULL;
+	return ret;
+}
+
+/* The calling context, so that merging stays within one mapping call. */
+static unsigned long viommu_caller_token(void)
+{
+	if (in_task())
+		return (unsigned long)current;
+	return ((raw_smp_processor_id() + 1UL) << 24) |
+	       (preempt_count() & (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_MASK)) | 1;
+}
+
+/* Submit early when too much is pending; does not wait for completion. */
+static void viommu_limit_pending_locked(struct viommu_engine *eng,
+					unsigned long *flags)
+{
+	if (eng->nr_pending < VIOMMU_MAX_PENDING)
+		return;
+	if (!viommu_submit_all_locked(eng, flags, VIOMMU_CAUSE_FULL))
+		viommu_kick_locked(eng, flags);
+}
+
+/**
+ * viommu_queue_map() - queue a MAP request
+ * @eng: the engine
+ * @vdom: the domain, which must exist on the device
+ * @iova: first address
+ * @last: last address (inclusive)
+ * @paddr: physical address of @iova
+ * @flags: VIRTIO_IOMMU_MAP_F_* flags
+ * @merged: set when the range was appended to the previous pending MAP of
+ *	the same caller instead of taking a request of its own; NULL when the
+ *	request must stay separate (replay of existing mappings)
+ *
+ * The request reaches the device at the next sync. A failure is recorded in
+ * the domain and reported by viommu_domain_collect_failures().
+ *
+ * Return: 0, or a negative errno when no request slot could be obtained.
+ */
+int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
+		     u64 iova, u64 last, phys_addr_t paddr, u32 flags,
+		     bool *merged)
+{
+	unsigned long token = merged ? viommu_caller_token() : 0;
+	struct virtio_iommu_req_map *map;
+	struct viommu_req *req;
+	unsigned long irqflags;
+	u64 size;
+
+	spin_lock_irqsave(&eng->lock, irqflags);
+	req = list_empty(&eng->pending) ? NULL :
+	      list_last_entry(&eng->pending, struct viommu_req, node);
+	if (merged)
+		*merged = false;
+	if (merged && req && READ_ONCE(eng->knobs.map_batching) && !req->ext &&
+	    req->buf.head.type == VIRTIO_IOMMU_T_MAP && req->vdomain == vdom &&
+	    req->owner == token) {
+		map = &req->buf.map;
+		size = le64_to_cpu(map->virt_end) - le64_to_cpu(map->virt_start) + 1;
+		if (le64_to_cpu(map->virt_end) + 1 == iova &&
+		    le64_to_cpu(map->phys_start) + size == paddr &&
+		    le32_to_cpu(map->flags) == flags) {
+			map->virt_end = cpu_to_le64(last);
+			viommu_stat_add(eng, VIOMMU_STAT_MERGED_MAPS, 1);
+			*merged = true;
+			spin_unlock_irqrestore(&eng->lock, irqflags);
+			return 0;
+		}
+	}
+	req = viommu_get_slot_locked(eng, &irqflags);
+	if (IS_ERR(req)) {
+		spin_unlock_irqrestore(&eng->lock, irqflags);
+		return PTR_ERR(req);
+	}
+	map = &req->buf.map;
+	memset(map, 0, sizeof(*map));
+	map->head.type = VIRTIO_IOMMU_T_MAP;
+	map->domain = cpu_to_le32(vdom->id);
+	map->virt_start = cpu_to_le64(iova);
+	map->virt_end = cpu_to_le64(last);
+	map->phys_start = cpu_to_le64(paddr);
+	map->flags = cpu_to_le32(flags);
+	req->out_len = sizeof(*map) - VIOMMU_TAIL_LEN;
+	req->in_len = VIOMMU_TAIL_LEN;
+	req->vdomain = vdom;
+	req->owner = token;
+	viommu_append_locked(eng, req);
+	viommu_limit_pending_locked(eng, &irqflags);
+	spin_unlock_irqrestore(&eng->lock, irqflags);
+	return 0;
+}
+
+/*
+ * Find a pending UNMAP of @domain_id exactly adjacent to [iova, last] that
+ * can absorb it. Stop at a pending MAP of the same domain: an UNMAP must not
+ * move ahead of a MAP queued after it.
+ */
+static struct viommu_req *viommu_find_unmap_merge(struct viommu_engine *eng,
+						  u32 domain_id, u64 iova,
+						  u64 last, bool deferred)
+{
+	struct virtio_iommu_req_unmap *unmap;
+	struct viommu_req *req;
+
+	list_for_each_entry_reverse(req, &eng->pending, node) {
+		if (req->ext || le32_to_cpu(req->buf.unmap.domain) != domain_id)
+			continue;
+		if (req->buf.head.type != VIRTIO_IOMMU_T_UNMAP)
+			return NULL;
+		if (req->deferred != deferred)
+			continue;
+		unmap = &req->buf.unmap;
+		if (le64_to_cpu(unmap->virt_end) + 1 == iova ||
+		    last + 1 == le64_to_cpu(unmap->virt_start))
+			return req;
+	}
+	return NULL;
+}
+
+static void viommu_arm_timer_locked(struct viommu_engine *eng,
+				    unsigned int ms)
+{
+	hrtimer_start(&eng->flush_timer,
+		      ktime_add_ms(eng->oldest_deferred, ms),
+		      HRTIMER_MODE_ABS_SOFT);
+}
+
+/**
+ * viommu_queue_unmap() - queue an UNMAP request
+ * @eng: the engine
+ * @domain_id: domain on the device
+ * @iova: first address, the start of a mapping
+ * @last: last address (inclusive), the end of a mapping
+ * @deferred: the caller does not sync (lazy domain): the request may wait
+ *	for a flush, a map sync, a full queue or flush_timeout_ms, whichever
+ *	comes first
+ *
+ * An UNMAP exactly adjacent to a pending one of the same domain extends it.
+ *
+ * Return: 0, or a negative errno when no request slot could be obtained.
+ */
+int viommu_queue_unmap(struct viommu_engine *eng, u32 domain_id, u64 iova,
+		       u64 last, bool deferred)
+{
+	struct virtio_iommu_req_unmap *unmap;
+	struct viommu_req *req;
+	unsigned long flags;
+	unsigned int ms;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	req = viommu_find_unmap_merge(eng, domain_id, iova, last, deferred);
+	if (req) {
+		unmap = &req->buf.unmap;
+		if (iova < le64_to_cpu(unmap->virt_start))
+			unmap->virt_start = cpu_to_le64(iova);
+		else
+			unmap->virt_end = cpu_to_le64(last);
+		viommu_stat_add(eng, VIOMMU_STAT_MERGED_UNMAPS, 1);
+	} else {
+		req = viommu_get_slot_locked(eng, &flags);
+		if (IS_ERR(req)) {
+			spin_unlock_irqrestore(&eng->lock, flags);
+			return PTR_ERR(req);
+		}
+		unmap = &req->buf.unmap;
+		memset(unmap, 0, sizeof(*unmap));
+		unmap->head.type = VIRTIO_IOMMU_T_UNMAP;
+		unmap->domain = cpu_to_le32(domain_id);
+		unmap->virt_start = cpu_to_le64(iova);
+		unmap->virt_end = cpu_to_le64(last);
+		req->out_len = sizeof(*unmap) - VIOMMU_TAIL_LEN;
+		req->in_len = VIOMMU_TAIL_LEN;
+		req->deferred = deferred;
+		viommu_append_locked(eng, req);
+		if (deferred && !eng->nr_deferred++) {
+			eng->oldest_deferred = ktime_get();
+			ms = READ_ONCE(eng->knobs.flush_timeout_ms);
+			if (ms)
+				viommu_arm_timer_locked(eng, ms);
+		}
+	}
+	if (deferred && !READ_ONCE(eng->knobs.flush_timeout_ms)) {
+		if (!viommu_submit_all_locked(eng, &flags, VIOMMU_CAUSE_TIMER))
+			viommu_kick_locked(eng, &flags);
+	} else {
+		viommu_limit_pending_locked(eng, &flags);
+	}
+	spin_unlock_irqrestore(&eng->lock, flags);
+	return 0;
+}
+
+/**
+ * viommu_domain_collect_failures() - report failed MAPs of a range
+ * @eng: the engine
+ * @vdom: the domain
+ * @iova: first address of the range
+ * @last: last address of the range
+ *
+ * Call after a sync. Failures inside the range are forgotten once reported.
+ *
+ * Return: 0 if no MAP overlapping the range failed, otherwise -EIO. When
+ * failures were lost for lack of space, every range is reported failed.
+ */
+int viommu_domain_collect_failures(struct viommu_engine *eng,
+				   struct viommu_domain *vdom,
+				   u64 iova, u64 last)
+{
+	unsigned long flags;
+	unsigned int i = 0;
+	int ret = 0;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	if (vdom->failures_lost) {
+		vdom->failures_lost = false;
+		vdom->nr_failures = 0;
+		ret = -EIO;
+	}
+	while (i < vdom->nr_failures) {
+		struct viommu_range *r = &vdom->failures[i];
+
+		if (r->start <= last && r->last >= iova) {
+			*r = vdom->failures[--vdom->nr_failures];
+			ret = -EIO;
+		} else {
+			i++;
+		}
+	}
+	spin_unlock_irqrestore(&eng->lock, flags);
+	return ret;
+}
+
+/**
+ * viommu_engine_forget_domain() - drop references to a domain being freed
+ * @eng: the engine
+ * @vdom: the domain
+ *
+ * Requests that never completed (the device stopped answering) may still
+ * point at the domain.
+ */
+void viommu_engine_forget_domain(struct viommu_engine *eng,
+				 struct viommu_domain *vdom)
+{
+	struct viommu_req *req;
+	unsigned long flags;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	list_for_each_entry(req, &eng->inflight, node)
+		if (req->vdomain == vdom)
+			req->vdomain = NULL;
+	list_for_each_entry(req, &eng->pending, node)
+		if (req->vdomain == vdom)
+			req->vdomain = NULL;
+	spin_unlock_irqrestore(&eng->lock, flags);
+}
+
+/**
+ * viommu_pending_unmaps() - deferred UNMAPs not yet given to the device
+ * @eng: the engine
+ * @age_us: age of the oldest one in microseconds (0 when none)
+ *
+ * Return: the number of deferred UNMAP requests waiting in the driver.
+ */
+unsigned int viommu_pending_unmaps(struct viommu_engine *eng, u64 *age_us)
+{
+	unsigned long flags;
+	unsigned int nr;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	nr = eng->nr_deferred;
+	*age_us = nr ? ktime_us_delta(ktime_get(), eng->oldest_deferred) : 0;
+	spin_unlock_irqrestore(&eng->lock, flags);
+	return nr;
+}
+
+/**
+ * viommu_engine_set_flush_timeout() - change flush_timeout_ms
+ * @eng: the engine
+ * @ms: new timeout; 0 submits deferred UNMAPs at once
+ *
+ * Takes effect immediately: UNMAPs already waiting get the new deadline,
+ * counted from when the oldest of them was queued.
+ */
+void viommu_engine_set_flush_timeout(struct viommu_engine *eng,
+				     unsigned int ms)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	WRITE_ONCE(eng->knobs.flush_timeout_ms, ms);
+	if (eng->nr_deferred) {
+		if (!ms) {
+			if (!viommu_submit_all_locked(eng, &flags,
+						      VIOMMU_CAUSE_TIMER))
+				viommu_kick_locked(eng, &flags);
+		} else {
+			viommu_arm_timer_locked(eng, ms);
+		}
+	}
+	spin_unlock_irqrestore(&eng->lock, flags);
+}
+
+static enum hrtimer_restart viommu_flush_timer_fn(struct hrtimer *timer)
+{
+	struct viommu_engine *eng = container_of(timer, struct viommu_engine,
+						 flush_timer);
+	unsigned long flags;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	if (eng->nr_deferred &&
+	    !viommu_submit_all_locked(eng, &flags, VIOMMU_CAUSE_TIMER))
+		viommu_kick_locked(eng, &flags);
+	viommu_reap_locked(eng);
+	spin_unlock_irqrestore(&eng->lock, flags);
+	return HRTIMER_NORESTART;
+}
+
+/**
+ * viommu_engine_init() - set up a request engine
+ * @eng: the engine, zeroed by the caller except for its knobs
+ * @dev: device for messages
+ * @ops: queue operations
+ * @queue: argument of @ops
+ * @nr_slots: size of the request pool
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int viommu_engine_init(struct viommu_engine *eng, struct device *dev,
+		       const struct viommu_queue_ops *ops, void *queue,
+		       unsigned int nr_slots)
+{
+	unsigned int i;
+
+	spin_lock_init(&eng->lock);
+	INIT_LIST_HEAD(&eng->free_list);
+	INIT_LIST_HEAD(&eng->pending);
+	INIT_LIST_HEAD(&eng->inflight);
+	eng->dev = dev;
+	eng->ops = ops;
+	eng->queue = queue;
+	eng->timeout_ns = (u64)VIOMMU_SYNC_TIMEOUT_MS * NSEC_PER_MSEC;
+	eng->slots = kcalloc(nr_slots, sizeof(*eng->slots), GFP_KERNEL);
+	eng->stats = alloc_percpu(struct viommu_stats);
+	if (!eng->slots || !eng->stats) {
+		kfree(eng->slots);
+		free_percpu(eng->stats);
+		eng->slots = NULL;
+		eng->stats = NULL;
+		return -ENOMEM;
+	}
+	for (i = 0; i < nr_slots; i++)
+		list_add_tail(&eng->slots[i].node, &eng->free_list);
+	viommu_hrtimer_setup(&eng->flush_timer, viommu_flush_timer_fn,
+			     CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
+	return 0;
+}
+
+/**
+ * viommu_engine_destroy() - free an engine
+ * @eng: the engine
+ *
+ * The device must have been reset, so that it no longer owns any request.
+ */
+void viommu_engine_destroy(struct viommu_engine *eng)
+{
+	struct viommu_req *req, *next;
+
+	hrtimer_cancel(&eng->flush_timer);
+	list_for_each_entry_safe(req, next, &eng->pending, node)
+		kfree(req->ext);
+	list_for_each_entry_safe(req, next, &eng->inflight, node)
+		kfree(req->ext);
+	kfree(eng->slots);
+	free_percpu(eng->stats);
+	eng->slots = NULL;
+	eng->stats = NULL;
+}
