@@ -1,0 +1,89 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Build the module for one kernel, outside the clone:
+#   scripts/build-module.sh <kver> [make args, e.g. W=1 C=1]
+# The sources (Makefile, VERSION, src/) are copied (rsync, timestamps kept,
+# so rebuilds are incremental) to $VIOMMU_CACHE/build/<kver>/tree and built
+# there; the result is $VIOMMU_CACHE/build/<kver>/virtio-iommu.ko, whose path
+# is printed on stdout. The full compiler output is in
+# $VIOMMU_CACHE/build/<kver>/build.log and is also shown on stderr.
+#
+# Where it builds:
+#  - a kernel whose headers the host has or can install from its own archive
+#    (Debian 12's 6.12): on the host, KDIR=/usr/src/linux-headers-<kver>;
+#  - otherwise sid's kernel: inside the sid chroot (scripts/sid-chroot.sh),
+#    with sid's own gcc and headers; the tree is copied into the chroot.
+# C=1/C=2 in a chroot build installs sparse inside the chroot first.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+[ $# -ge 1 ] || die "usage: $0 <kver> [make args...]"
+kver=$1
+shift
+case $kver in
+*/* | "" | .*) die "bad kernel version '$kver'" ;;
+esac
+for a in "$@"; do
+	case $a in
+	*=*) ;;
+	*) die "make argument '$a' is not VAR=value" ;;
+	esac
+done
+
+out=$VIOMMU_CACHE/build/$kver
+mkdir -p "$out"
+rm -f "$out/virtio-iommu.ko"
+
+sync_tree() { # DEST
+	mkdir -p "$1"
+	rsync -a "$VIOMMU_TOP/Makefile" "$VIOMMU_TOP/VERSION" "$1/"
+	rsync -a --delete --filter='P *.o' --filter='P *.ko' --filter='P *.mod*' \
+		--filter='P .*.cmd' --filter='P Module.symvers' --filter='P modules.order' \
+		--filter='P .tmp*' --filter='P *.a' \
+		"$VIOMMU_TOP/src/" "$1/src/"
+}
+
+wants_sparse() {
+	local a
+	for a in "$@"; do
+		case $a in C=1 | C=2) return 0 ;; esac
+	done
+	return 1
+}
+
+status=0
+if [ ! -d "/usr/src/linux-headers-$kver" ] &&
+	apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then
+	log "installing linux-headers-$kver on the host"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"linux-headers-$kver" >&2
+fi
+if [ -d "/usr/src/linux-headers-$kver" ]; then
+	sync_tree "$out/tree"
+	log "building for $kver on the host $*"
+	if ! make -C "$out/tree" KDIR="/usr/src/linux-headers-$kver" "$@" 2>&1 |
+		tee "$out/build.log" >&2; then
+		status=1
+	fi
+	ko=$out/tree/src/virtio-iommu.ko
+else
+	sidkver=$("$VIOMMU_TOP/scripts/sid-chroot.sh")
+	[ "$sidkver" = "$kver" ] ||
+		die "no headers for $kver: not in the host's archive, and sid's newest is $sidkver"
+	if wants_sparse "$@"; then
+		"$VIOMMU_TOP/scripts/sid-chroot.sh" run sh -c \
+			'command -v sparse >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sparse; }' >&2
+	fi
+	sync_tree "$SID_CHROOT/build/$kver"
+	log "building for $kver in the sid chroot $*"
+	if ! "$VIOMMU_TOP/scripts/sid-chroot.sh" run make -C "/build/$kver" \
+		KDIR="/usr/src/linux-headers-$kver" "$@" 2>&1 |
+		tee "$out/build.log" >&2; then
+		status=1
+	fi
+	ko=$SID_CHROOT/build/$kver/src/virtio-iommu.ko
+fi
+[ "$status" -eq 0 ] && [ -f "$ko" ] || die "build for $kver failed (log: $out/build.log)"
+cp "$ko" "$out/virtio-iommu.ko"
+echo "$out/virtio-iommu.ko"

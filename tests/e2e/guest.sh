@@ -1,0 +1,529 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Guest side of the end-to-end suite (busybox ash, run by /init as /test.sh).
+# Which boot this is comes from the kernel command line (see run.sh):
+#   viommu_role      main | shutdown | unload
+#   viommu_order     before | after   (virtio_iommu loaded before or after
+#                                      the nvme and virtio_blk drivers)
+#   viommu_shutdown  poweroff | reboot (how this boot ends; the host times it)
+#   viommu_mod       ours | intree    (intree: harness self-test with the
+#                                      kernel's own driver; our-module cases
+#                                      are then reported as SKIP)
+#   viommu_version, viommu_srcversion  what the built .ko's modinfo says
+#   viommu_expect_type                 expected default group type (DMA-FQ)
+#   viommu_fio_size                    size of each verify run (e.g. 32M)
+. /lib/viommu/guest-lib.sh
+
+ROLE=${viommu_role:-main}
+ORDER=${viommu_order:-before}
+SHUT=${viommu_shutdown:-poweroff}
+MOD=${viommu_mod:-ours}
+EXPECT_TYPE=${viommu_expect_type:-DMA-FQ}
+FSIZE=${viommu_fio_size:-32M}
+PARAMS=/sys/module/virtio_iommu/parameters
+TAG=$ORDER
+
+ours() { [ "$MOD" = ours ]; }
+
+# ---- bring-up -------------------------------------------------------------
+
+load_endpoints() {
+	modload nvme && modload virtio_blk
+}
+
+bring_up() {
+	_t0=$(uptime_s)
+	if [ "$ORDER" = before ]; then
+		load_viommu "$MOD" && load_endpoints
+	else
+		load_endpoints && usleep 200000 && load_viommu "$MOD"
+	fi
+	_rc=$?
+	NVME=$(nvme_bdf)
+	VBLK=$(vblk_bdf)
+	NDISK=$(wait_blkdev "$NVME" 30)
+	VDISK=$(wait_blkdev "$VBLK" 30)
+	info "loaded ($ORDER, $MOD) rc=$_rc in $(echo "$(uptime_s) $_t0" | awk '{printf "%.2f", $1-$2}')s: nvme $NVME=$NDISK virtio-blk $VBLK=$VDISK"
+	if [ $_rc -eq 0 ] && [ -n "$NDISK" ] && [ -n "$VDISK" ]; then
+		result "load-$TAG" PASS "modules loaded, disks $NDISK $VDISK present"
+	else
+		result "load-$TAG" FAIL "rc=$_rc nvme disk '${NDISK}' virtio-blk disk '${VDISK}'; $(dmesg | tail -n 5)"
+	fi
+}
+
+case_module_ours() {
+	_v=$(cat /sys/module/virtio_iommu/version 2>/dev/null)
+	_s=$(cat /sys/module/virtio_iommu/srcversion 2>/dev/null)
+	if ! ours; then
+		result module-ours SKIP "in-tree run: virtio_iommu version='${_v}' srcversion=$_s"
+		return
+	fi
+	if [ "$_v" = "$viommu_version" ] && [ -n "$_s" ] && [ "$_s" = "$viommu_srcversion" ]; then
+		result module-ours PASS "version $_v srcversion $_s match the built .ko"
+	else
+		result module-ours FAIL "guest version='$_v' srcversion='$_s', built .ko version='$viommu_version' srcversion='$viommu_srcversion'"
+	fi
+}
+
+# groups-TAG: both endpoints in an IOMMU group of the expected type, and
+# each group holds only that endpoint's function(s).
+case_groups() {
+	_d=""
+	_ok=1
+	for _b in "$NVME" "$VBLK"; do
+		_g=$(group_of "$_b") || { _ok=0; _d="$_d $_b: no iommu group;"; continue; }
+		_t=$(group_type "$_g")
+		_d="$_d $_b: group $_g type $_t;"
+		[ "$_t" = "$EXPECT_TYPE" ] || _ok=0
+	done
+	[ "$(group_of "$NVME")" != "$(group_of "$VBLK")" ] || { _ok=0; _d="$_d same group;"; }
+	if [ $_ok = 1 ]; then
+		result "groups-$TAG" PASS "expected $EXPECT_TYPE:$_d"
+	else
+		result "groups-$TAG" FAIL "expected $EXPECT_TYPE:$_d"
+	fi
+}
+
+# fio_case CASE DISK SIZE [FIO ARGS]: one verify run as one case.
+fio_case() {
+	_c=$1 _dk=$2 _sz=$3
+	shift 3
+	if [ -z "$_dk" ] || [ ! -b "/dev/$_dk" ]; then
+		result "$_c" FAIL "no block device '$_dk'"
+		return 1
+	fi
+	if fio_verify "$_dk" "$_sz" "$@"; then
+		result "$_c" PASS "$_dk: $FIO_DETAIL"
+	else
+		result "$_c" FAIL "$_dk: $FIO_DETAIL"
+		return 1
+	fi
+}
+
+# switch_mode MODE: change both endpoints' groups at runtime, then verify.
+mode_name() { echo "$1" | tr 'A-Z' 'a-z'; }
+switch_and_verify() {
+	_mode=$1 _suffix=${2:-}
+	_m=$(mode_name "$_mode")$_suffix
+	for _b in "$NVME" "$VBLK"; do
+		_n=nvme
+		[ "$_b" = "$VBLK" ] && _n=vblk
+		if set_group_type "$_b" "$_mode"; then
+			_t=$(group_type "$(group_of "$_b")")
+			_dk=$(wait_blkdev "$_b" 30)
+			if [ "$_t" = "$_mode" ] && [ -n "$_dk" ]; then
+				result "switch-$_m-$_n" PASS "group $(group_of "$_b") now $_t, disk $_dk back"
+			else
+				result "switch-$_m-$_n" FAIL "group type '$_t' (wanted $_mode), disk '$_dk'"
+			fi
+		else
+			result "switch-$_m-$_n" FAIL "$SGT_ERR"
+		fi
+		[ "$_b" = "$NVME" ] && NDISK=$(blkdev_of "$NVME")
+		[ "$_b" = "$VBLK" ] && VDISK=$(blkdev_of "$VBLK")
+	done
+	fio_case "fio-$_m-nvme" "$NDISK" "$FSIZE"
+	fio_case "fio-$_m-vblk" "$VDISK" "$FSIZE"
+}
+
+case_dmesg() {
+	_bad=$(dmesg_bad)
+	if [ -z "$_bad" ]; then
+		result "dmesg-clean-$ROLE-$TAG" PASS "no WARN/BUG/Oops/Unknown symbol"
+	else
+		result "dmesg-clean-$ROLE-$TAG" FAIL "$(echo "$_bad" | head -n 5)"
+		dmesg | sed 's/^/DMESG /' >"$VIOMMU_RESULTS_TTY"
+	fi
+}
+
+# ---- knobs ----------------------------------------------------------------
+
+KNOBS="shadow_on_flush flush_timeout_ms map_batching"
+COUNTERS="req_attach req_detach req_map req_unmap req_probe kicks sync_waits sync_wait_ns
+deferred_timer deferred_full deferred_flush deferred_map_sync max_batch queue_full
+err_ioerr err_unsupp err_deverr err_inval err_range err_noent err_fault err_nomem
+err_nostatus err_timeout faults pending_unmaps oldest_pending_unmap_us merged_maps merged_unmaps"
+
+knob_default() {
+	case $1 in
+	shadow_on_flush) echo 0 ;;
+	flush_timeout_ms) echo 10 ;;
+	map_batching) echo 1 ;;
+	esac
+}
+knob_valid() {
+	case $1 in
+	flush_timeout_ms) echo "0 1000 1 10" ;;
+	*) echo "1 0" ;;
+	esac
+}
+knob_max() { [ "$1" = flush_timeout_ms ] && echo 1000 || echo 1; }
+
+# The bad inputs, as tokens: EMPTY (a lone newline), LONG (5000 digits),
+# PADDED (a valid value behind 100 zeros: oversized input).
+knob_bad() {
+	if [ "$1" = flush_timeout_ms ]; then
+		echo "1001 -1 abc 10abc 4294967296 0x10 EMPTY LONG PADDED"
+	else
+		echo "2 -1 10 abc 1x 0x1 EMPTY LONG PADDED"
+	fi
+}
+
+# write_token FILE TOKEN: write the bad input TOKEN stands for.
+write_token() {
+	case $2 in
+	EMPTY) SYSFS_ERR=$( (echo "" >"$1") 2>&1) ;;
+	LONG) sysfs_write "$1" "$(printf '%05000d' 0 | tr 0 1)" ;;
+	PADDED) sysfs_write "$1" "$(printf '%0100d' 1)" ;;
+	*) sysfs_write "$1" "$2" ;;
+	esac
+}
+
+case_knobs_present() {
+	_f=""
+	for _k in $KNOBS; do
+		for _dir in "$PARAMS" "$(fqdir)"; do
+			_v=$(cat "$_dir/$_k" 2>/dev/null) || { _f="$_f $_dir/$_k unreadable;"; continue; }
+			[ "$_v" = "$(knob_default "$_k")" ] || _f="$_f $_dir/$_k=$_v (default $(knob_default "$_k"));"
+		done
+	done
+	if [ -z "$_f" ]; then
+		result knobs-defaults PASS "3 knobs readable in parameters/ and $(fqdir), defaults 0/10/1"
+	else
+		result knobs-defaults FAIL "$_f"
+	fi
+	_f=""
+	for _c in $COUNTERS; do
+		_v=$(cat "$(fqdir)/$_c" 2>/dev/null) || { _f="$_f $_c missing;"; continue; }
+		case $_v in '' | *[!0-9]*) _f="$_f $_c='$_v' not a number;" ;; esac
+	done
+	[ -e "$(fqdir)/reset_counters" ] || _f="$_f reset_counters missing;"
+	if [ -z "$_f" ]; then
+		result counters-present PASS "$(echo $COUNTERS | wc -w) counters, all numeric, reset_counters present"
+	else
+		result counters-present FAIL "$_f"
+	fi
+}
+
+# knob_rw LOCATION DIR: every knob written with valid values (read back) and
+# every bad input rejected with EINVAL, value unchanged.
+knob_rw() {
+	_loc=$1 _dir=$2
+	for _k in $KNOBS; do
+		_f="" _n=0
+		_orig=$(cat "$_dir/$_k")
+		for _v in $(knob_valid "$_k"); do
+			sysfs_write "$_dir/$_k" "$_v" || _f="$_f write $_v failed ($SYSFS_ERR);"
+			[ "$(cat "$_dir/$_k")" = "$_v" ] || _f="$_f wrote $_v read $(cat "$_dir/$_k");"
+			_n=$((_n + 1))
+		done
+		# With a trailing newline, as echo writes it.
+		SYSFS_ERR=$( (echo "$(knob_max "$_k")" >"$_dir/$_k") 2>&1) || _f="$_f echo max failed ($SYSFS_ERR);"
+		[ "$(cat "$_dir/$_k")" = "$(knob_max "$_k")" ] || _f="$_f echo max not read back;"
+		if [ -z "$_f" ]; then
+			result "knob-write-$_loc-$_k" PASS "$_n values and echo $(knob_max "$_k") written and read back"
+		else
+			result "knob-write-$_loc-$_k" FAIL "$_f"
+		fi
+		_f="" _n=0
+		for _bad in $(knob_bad "$_k"); do
+			# Start from a value that is not the default, so "unchanged"
+			# cannot pass by accident of a reset.
+			_before=$(cat "$_dir/$_k")
+			if write_token "$_dir/$_k" "$_bad"; then
+				_f="$_f '$_bad' accepted;"
+			else
+				case $SYSFS_ERR in
+				*"Invalid argument"*) ;;
+				*) _f="$_f '$_bad' error '$SYSFS_ERR' (want EINVAL);" ;;
+				esac
+			fi
+			_after=$(cat "$_dir/$_k")
+			[ "$_after" = "$_before" ] || _f="$_f '$_bad' changed $_before->$_after;"
+			_n=$((_n + 1))
+		done
+		if [ -z "$_f" ]; then
+			result "knob-reject-$_loc-$_k" PASS "$_n bad inputs ($(knob_bad "$_k")): EINVAL, value $_before kept"
+		else
+			result "knob-reject-$_loc-$_k" FAIL "$_f"
+		fi
+		sysfs_write "$_dir/$_k" "$_orig"
+	done
+}
+
+# A buffer file whose pages are physically scattered: its pages were
+# allocated alternately with those of a second file, so no two consecutive
+# pages of it are adjacent. fio maps it (--iomem=mmap:FILE) and every I/O
+# then spans several physically discontiguous pieces, i.e. several MAPs per
+# mapping call: the case where batching MAPs can show.
+make_fragmented_buffer() {
+	rm -f /tmp/fragbuf /tmp/fragpad
+	_i=0
+	while [ $_i -lt "$1" ]; do
+		dd if=/dev/zero of=/tmp/fragbuf bs=4096 count=1 seek=$_i conv=notrunc 2>/dev/null
+		dd if=/dev/zero of=/tmp/fragpad bs=4096 count=1 seek=$_i conv=notrunc 2>/dev/null
+		_i=$((_i + 1))
+	done
+}
+
+# run_counted NAME FIO-ARGS...: reset counters, run one fio job on the NVMe
+# disk, print "ios kicks req_map req_unmap sync_waits deferred_flush
+# deferred_timer deferred_map_sync runtime_ms" (runtime from fio).
+run_counted() {
+	reset_counters
+	fio --name="$1" --filename="/dev/$NDISK" --direct=1 --ioengine=libaio \
+		--output-format=terse --terse-version=3 "$@" >/tmp/fio.out 2>/tmp/fio.err || return 1
+	_line=$(grep '^3;' /tmp/fio.out | tail -n1)
+	# terse v3: read ios are not printed, so count from bytes and bs.
+	_rkb=$(echo "$_line" | cut -d';' -f6)
+	_rt=$(echo "$_line" | cut -d';' -f9)
+	echo "$_rkb $(cnt kicks) $(cnt req_map) $(cnt req_unmap) $(cnt sync_waits) $(cnt deferred_flush) $(cnt deferred_timer) $(cnt deferred_map_sync) $_rt"
+}
+
+ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.3f", $1 / $2; else print "nan" }'; }
+
+case_batching() {
+	# 64 KiB reads, 4 in flight: a 65-page buffer (+1 for fio's alignment).
+	make_fragmented_buffer 66
+	_job="--rw=read --bs=64k --iodepth=4 --size=32M --iomem=mmap:/tmp/fragbuf"
+	knob_set map_batching 0
+	# shellcheck disable=SC2086
+	_r0=$(run_counted batch0 $_job) || { result map-batching-kicks FAIL "fio failed: $(cat /tmp/fio.err | head -n3)"; return; }
+	knob_set map_batching 1
+	# shellcheck disable=SC2086
+	_r1=$(run_counted batch1 $_job) || { result map-batching-kicks FAIL "fio failed: $(cat /tmp/fio.err | head -n3)"; return; }
+	set -- $_r0
+	_ios0=$(($1 / 64)) _k0=$2 _m0=$3
+	set -- $_r1
+	_ios1=$(($1 / 64)) _k1=$2 _m1=$3
+	_kpio0=$(ratio "$_k0" "$_ios0") _kpio1=$(ratio "$_k1" "$_ios1")
+	_mpio0=$(ratio "$_m0" "$_ios0") _mpio1=$(ratio "$_m1" "$_ios1")
+	metric map_batching0_kicks_per_io "$_kpio0"
+	metric map_batching1_kicks_per_io "$_kpio1"
+	metric map_batching0_maps_per_io "$_mpio0"
+	metric map_batching1_maps_per_io "$_mpio1"
+	_d="map_batching=0: $_kpio0 kicks/IO, $_mpio0 MAPs/IO; map_batching=1: $_kpio1 kicks/IO, $_mpio1 MAPs/IO ($_ios0/$_ios1 I/Os)"
+	if [ "$_ios0" -eq 0 ] || [ "$_ios1" -eq 0 ]; then
+		result map-batching-kicks FAIL "no I/O counted: $_d"
+	elif awk -v a="$_kpio1" -v b="$_kpio0" 'BEGIN { exit !(a < b) }'; then
+		result map-batching-kicks PASS "$_d"
+	else
+		result map-batching-kicks FAIL "$_d"
+	fi
+}
+
+# Apply the instance's shadow_on_flush to the NVMe endpoint the documented
+# way (unbind, group type, rebind), via DMA so a new DMA-FQ domain is made.
+apply_sof() {
+	knob_set shadow_on_flush "$1" || return 1
+	set_group_type "$NVME" DMA || return 1
+	set_group_type "$NVME" DMA-FQ || return 1
+	NDISK=$(wait_blkdev "$NVME" 30)
+	[ -n "$NDISK" ]
+}
+
+case_shadow_on_flush() {
+	_job="--rw=randread --bs=4k --iodepth=16 --size=16M"
+	knob_set flush_timeout_ms 1000
+	_res=""
+	for _s in 0 1; do
+		if ! apply_sof $_s; then
+			result shadow-on-flush FAIL "applying shadow_on_flush=$_s failed: $SGT_ERR $SYSFS_ERR"
+			knob_set flush_timeout_ms 10
+			return
+		fi
+		# shellcheck disable=SC2086
+		_r=$(run_counted sof$_s $_job) || { result shadow-on-flush FAIL "fio failed"; return; }
+		set -- $_r
+		_ios=$(($1 / 4))
+		_res="$_res $_s:$_ios:$5:$6:$7:$8:$9"
+		metric "sof${_s}_deferred_flush_per_s" "$(ratio "$6" "$(ratio "$9" 1000)")"
+		metric "sof${_s}_sync_waits_per_io" "$(ratio "$5" "$_ios")"
+		info "shadow_on_flush=$_s: ios=$_ios sync_waits=$5 deferred_flush=$6 deferred_timer=$7 deferred_map_sync=$8 runtime=${9}ms"
+	done
+	knob_set flush_timeout_ms 10
+	# Judge flush-caused submissions per second of I/O.
+	set -- $(echo "$_res" | tr ':' ' ')
+	_f0=$(ratio "$5" "$(ratio "$8" 1000)") _f1=$(ratio "${12}" "$(ratio "${15}" 1000)")
+	_d="flush-caused deferred submissions/s: mq $_f0, sq $_f1 (timeout 1000 ms; detail$_res = sof:ios:sync_waits:deferred_flush:timer:map_sync:ms)"
+	if awk -v a="$_f1" -v b="$_f0" 'BEGIN { exit !(b > 0 && a < b / 2) }'; then
+		result shadow-on-flush PASS "$_d"
+	else
+		result shadow-on-flush FAIL "$_d"
+	fi
+}
+
+# With the single flush queue (dma-iommu flushes only every second), UNMAPs
+# wait in the driver until its own timeout. After a burst and no traffic,
+# nothing may still be pending after flush_timeout_ms (plus slack for TCG).
+burst() {
+	fio --name=burst --filename="/dev/$NDISK" --direct=1 --ioengine=libaio \
+		--rw=randread --bs=4k --iodepth=8 --size=2M --output-format=terse >/dev/null 2>&1
+}
+case_timeout_bound() {
+	if ! apply_sof 1; then
+		result flush-timeout-bound FAIL "applying shadow_on_flush=1 failed: $SGT_ERR $SYSFS_ERR"
+		return
+	fi
+	# Control: with the longest timeout, UNMAPs are still pending 300 ms on.
+	knob_set flush_timeout_ms 1000
+	reset_counters
+	burst
+	_c0=$(cnt pending_unmaps)
+	usleep 300000
+	_c1=$(cnt pending_unmaps)
+	usleep 1500000
+	_c2=$(cnt pending_unmaps)
+	# The case: 50 ms.
+	knob_set flush_timeout_ms 50
+	reset_counters
+	burst
+	_p0=$(cnt pending_unmaps)
+	_t0=$(cnt deferred_timer)
+	usleep 300000
+	_p1=$(cnt pending_unmaps) _age=$(cnt oldest_pending_unmap_us) _t1=$(cnt deferred_timer)
+	_d="flush_timeout_ms=50: pending right after burst $_p0, after 300 ms $_p1 (oldest ${_age} us), deferred_timer $_t0->$_t1; control 1000 ms: $_c0 -> $_c1 after 300 ms -> $_c2 after 1.8 s"
+	if [ "$_p1" = 0 ] && [ "$_c2" = 0 ]; then
+		result flush-timeout-bound PASS "$_d"
+	else
+		result flush-timeout-bound FAIL "$_d"
+	fi
+	knob_set flush_timeout_ms 10
+	apply_sof 0 || info "restoring shadow_on_flush=0 failed: $SGT_ERR"
+}
+
+case_reset_counters() {
+	_k=$(cnt kicks) _m=$(cnt req_map)
+	reset_counters
+	_k2=$(cnt kicks) _m2=$(cnt req_map) _mb=$(cnt max_batch)
+	if [ "$_k" -gt 0 ] && [ "$_m" -gt 0 ] && [ "$_k2" -eq 0 ] && [ "$_m2" -eq 0 ] && [ "$_mb" -eq 0 ]; then
+		result reset-counters PASS "kicks $_k->$_k2, req_map $_m->$_m2, max_batch -> $_mb"
+	else
+		result reset-counters FAIL "kicks $_k->$_k2, req_map $_m->$_m2, max_batch -> $_mb"
+	fi
+}
+
+# fio verify on both disks while every knob is flipped as fast as the shell
+# can; nothing may be lost.
+case_knobs_under_io() {
+	fio --name=nv --filename="/dev/$NDISK" --direct=1 --ioengine=libaio --iodepth=16 \
+		--rw=randwrite --bsrange=4k-128k --size="$FSIZE" --verify=crc32c --do_verify=1 \
+		--verify_fatal=1 --output-format=terse --terse-version=3 >/tmp/fio-n.out 2>/tmp/fio-n.err &
+	_pn=$!
+	fio --name=vb --filename="/dev/$VDISK" --direct=1 --ioengine=libaio --iodepth=16 \
+		--rw=randwrite --bsrange=4k-128k --size="$FSIZE" --verify=crc32c --do_verify=1 \
+		--verify_fatal=1 --output-format=terse --terse-version=3 >/tmp/fio-v.out 2>/tmp/fio-v.err &
+	_pv=$!
+	_n=0
+	while kill -0 $_pn 2>/dev/null || kill -0 $_pv 2>/dev/null; do
+		for _v in 0 1 10 1000 5; do knob_set flush_timeout_ms $_v; done
+		knob_set map_batching $((_n % 2))
+		knob_set shadow_on_flush $((_n % 2))
+		sysfs_write "$PARAMS/map_batching" $((_n % 2))
+		reset_counters
+		_n=$((_n + 1))
+	done
+	wait $_pn
+	_rn=$?
+	wait $_pv
+	_rv=$?
+	knob_set flush_timeout_ms 10
+	knob_set map_batching 1
+	knob_set shadow_on_flush 0
+	sysfs_write "$PARAMS/map_batching" 1
+	cp /tmp/fio-n.out /tmp/fio.out
+	cp /tmp/fio-n.err /tmp/fio.err
+	fio_parse $_rn "$FSIZE"
+	_okn=$? _dn=$FIO_DETAIL
+	cp /tmp/fio-v.out /tmp/fio.out
+	cp /tmp/fio-v.err /tmp/fio.err
+	fio_parse $_rv "$FSIZE"
+	_okv=$? _dv=$FIO_DETAIL
+	_d="$_n rounds of knob writes; nvme $_dn; virtio-blk $_dv"
+	if [ $_okn -eq 0 ] && [ $_okv -eq 0 ] && [ $_n -gt 0 ]; then
+		result knobs-under-io PASS "$_d"
+	else
+		result knobs-under-io FAIL "$_d"
+	fi
+}
+
+knob_cases() {
+	if ! ours; then
+		for _c in knobs-defaults counters-present knob-rw reset-counters map-batching-kicks \
+			shadow-on-flush flush-timeout-bound knobs-under-io; do
+			result "$_c" SKIP "in-tree run: no virtio-iommu-fq knobs"
+		done
+		return
+	fi
+	if ! viommu_inst >/dev/null; then
+		result knobs-defaults FAIL "no /sys/class/iommu/*/virtio-iommu-fq: $(ls /sys/class/iommu)"
+		return
+	fi
+	info "instance $(viommu_inst)"
+	case_knobs_present
+	knob_rw param "$PARAMS"
+	knob_rw inst "$(fqdir)"
+	case_reset_counters
+	case_batching
+	case_shadow_on_flush
+	case_timeout_bound
+	case_knobs_under_io
+}
+
+# ---- unload ---------------------------------------------------------------
+
+case_unload() {
+	_out=$(rmmod virtio_iommu 2>&1)
+	_rc=$?
+	if [ $_rc -ne 0 ]; then
+		# Refused: the module must still be there and still carry I/O.
+		if mod_loaded virtio_iommu && fio_verify "$NDISK" 8M; then
+			result "unload-attached" PASS "rmmod refused ($_out); module stays, I/O still verified: $FIO_DETAIL"
+		else
+			result "unload-attached" FAIL "rmmod refused ($_out) but afterwards: loaded=$(mod_loaded virtio_iommu && echo y || echo n) $FIO_DETAIL"
+		fi
+	else
+		# Accepted: it must have gone cleanly (no WARN/BUG) and the guest
+		# must live on.
+		_bad=$(dmesg_bad)
+		if [ -z "$_bad" ] && ! mod_loaded virtio_iommu; then
+			result "unload-attached" PASS "rmmod succeeded cleanly; groups now: $(ls /sys/kernel/iommu_groups | wc -l)"
+		else
+			result "unload-attached" FAIL "rmmod succeeded but: $(echo "$_bad" | head -n3)"
+		fi
+	fi
+}
+
+# ---- main -----------------------------------------------------------------
+
+case $ROLE in
+main)
+	plan "load-$TAG" module-ours "groups-$TAG"
+	bring_up
+	case_module_ours
+	case_groups
+	fio_case "fio-default-nvme" "$NDISK" "$FSIZE"
+	fio_case "fio-default-vblk" "$VDISK" "$FSIZE"
+	switch_and_verify DMA
+	switch_and_verify identity
+	switch_and_verify DMA-FQ
+	knob_cases
+	case_dmesg
+	;;
+shutdown)
+	plan "load-$TAG" "groups-$TAG" "fio-$SHUT-$TAG" "dmesg-clean-$ROLE-$TAG"
+	bring_up
+	case_groups
+	fio_case "fio-$SHUT-$TAG" "$NDISK" 8M
+	case_dmesg
+	;;
+unload)
+	plan "load-$TAG" unload-attached "dmesg-clean-$ROLE-$TAG"
+	bring_up
+	case_unload
+	case_dmesg
+	;;
+esac
+guest_done
+shutdown_now "$SHUT"

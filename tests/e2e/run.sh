@@ -1,0 +1,142 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# End-to-end suite: our virtio-iommu.ko in real guests (QEMU q35 under TCG,
+# virtio-iommu-pci, an NVMe and a virtio-blk disk), on Debian 12's 6.12
+# kernel and on sid's newest kernel.
+#
+#   tests/e2e/run.sh [--intree] [--boots LIST] [bookworm] [sid]
+#
+# With no kernel named, both run. --intree boots the kernel's own
+# virtio_iommu instead of ours (a self-test of the harness; the cases about
+# our module are reported as SKIP). --boots runs only some boots (comma
+# separated: main,after-reboot,before-reboot,after-poweroff,unload).
+#
+# Per kernel it prints one line per case ("PASS|FAIL|SKIP <kver> <boot>/<case>
+# <detail>"), then `SUITE e2e-<kver>: N passed, N failed, N skipped`; the exit
+# status is non-zero if any case failed. Logs: $VIOMMU_CACHE/e2e/<kver>/<boot>/.
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=../lib/initramfs.sh
+. "$TOP/tests/lib/initramfs.sh"
+# shellcheck source=../lib/vm.sh
+. "$TOP/tests/lib/vm.sh"
+
+MOD=ours
+BOOTS=main,after-reboot,before-reboot,after-poweroff,unload
+KERNELS=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--intree) MOD=intree ;;
+	--boots) BOOTS=$2; shift ;;
+	bookworm | sid) KERNELS+=("$1") ;;
+	-h | --help) sed -n '3,18p' "$0"; exit 0 ;;
+	*) die "unknown argument '$1' (see --help)" ;;
+	esac
+	shift
+done
+[ ${#KERNELS[@]} -gt 0 ] || KERNELS=(bookworm sid)
+
+# boot NAME -> "role order shutdown"
+boot_spec() {
+	case $1 in
+	main) echo "main before poweroff" ;;
+	after-reboot) echo "shutdown after reboot" ;;
+	before-reboot) echo "shutdown before reboot" ;;
+	after-poweroff) echo "shutdown after poweroff" ;;
+	unload) echo "unload before poweroff" ;;
+	*) die "unknown boot '$1'" ;;
+	esac
+}
+
+# The longest a guest may take from its SHUTDOWN line to QEMU's exit.
+SHUTDOWN_LIMIT_S=10
+
+run_kernel() {
+	local which=$1 kver tree ko="" version="" srcversion="" out initrd b role order shut
+	local pass=0 fail=0 skip=0 t0 line s c d
+	t0=$(date +%s)
+	kver=$("$TOP/scripts/guest-kernels.sh" "$which" | tail -n1)
+	tree=$VIOMMU_CACHE/kernels/$kver
+	out=$VIOMMU_CACHE/e2e/$kver
+	mkdir -p "$out"
+	local extra=()
+	if [ "$MOD" = ours ]; then
+		if ! ko=$("$TOP/scripts/build-module.sh" "$kver" | tail -n1) || [ ! -f "$ko" ]; then
+			echo "FAIL $kver build the module failed (see $VIOMMU_CACHE/build/$kver/build.log)"
+			echo "SUITE e2e-$kver: 0 passed, 1 failed, 0 skipped"
+			return 1
+		fi
+		version=$(modinfo -F version "$ko")
+		srcversion=$(modinfo -F srcversion "$ko")
+		extra=("$ko:lib/modules/ours/virtio-iommu.ko")
+		echo "INFO $kver module $ko version $version srcversion $srcversion"
+	fi
+	initrd=$out/initrd.img
+	viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/tests/e2e/guest.sh" "${extra[@]}"
+	local results=$out/results.txt
+	: >"$results"
+	for b in ${BOOTS//,/ }; do
+		read -r role order shut <<<"$(boot_spec "$b")"
+		local append="viommu_role=$role viommu_order=$order viommu_shutdown=$shut viommu_mod=$MOD"
+		append+=" viommu_expect_type=DMA-FQ viommu_fio_size=32M"
+		[ -n "$version" ] && append+=" viommu_version=$version viommu_srcversion=$srcversion"
+		log "$kver: boot '$b' ($role, virtio_iommu $order the endpoint drivers, ends with $shut)"
+		local ok=1
+		viommu_vm_run "$out/$b" "$tree/boot/vmlinuz-$kver" "$initrd" "$append" || ok=0
+		{
+			viommu_vm_results "$out/$b" | sed "s|^\([A-Z]*\) |\1 $kver $b/|"
+			if [ $ok = 1 ] && grep -q '^GUEST-DONE' "$out/$b/results.log"; then
+				echo "PASS $kver $b/boot $VM_ATTEMPTS"
+			else
+				echo "FAIL $kver $b/boot $VM_ATTEMPTS; guest script did not finish (see $out/$b/console.log)"
+			fi
+			if grep -q '^SHUTDOWN ' "$out/$b/results.log"; then
+				local want="reboot: Power down"
+				[ "$shut" = reboot ] && want="reboot: Restarting system"
+				local guest_t
+				guest_t=$(guest_shutdown_s "$out/$b")
+				if [ -n "$VM_SHUTDOWN_S" ] && grep -q "$want" "$out/$b/console.log" &&
+					[ "$(echo "$VM_SHUTDOWN_S < $SHUTDOWN_LIMIT_S" | bc)" = 1 ]; then
+					echo "PASS $kver $b/$shut-$order ${VM_SHUTDOWN_S}s host (${guest_t}s guest) from '$shut -f' to QEMU exit, '$want' seen"
+				else
+					echo "FAIL $kver $b/$shut-$order host ${VM_SHUTDOWN_S:-?}s guest ${guest_t}s (limit ${SHUTDOWN_LIMIT_S}s), '$want' $(grep -q "$want" "$out/$b/console.log" && echo seen || echo 'not seen'); last console lines: $(tr -d '\r' <"$out/$b/console.log" | tail -n 3 | tr '\n' '|')"
+				fi
+			else
+				echo "FAIL $kver $b/$shut-$order the guest never reached its shutdown"
+			fi
+			grep '^METRIC ' "$out/$b/results.log" | sed "s|^METRIC |METRIC $kver $b/|" || true
+		} | tee -a "$results"
+	done
+	while read -r s _ c d; do
+		case $s in
+		PASS) pass=$((pass + 1)) ;;
+		FAIL) fail=$((fail + 1)) ;;
+		SKIP) skip=$((skip + 1)) ;;
+		esac
+	done <"$results"
+	echo "TIME $kver e2e suite took $(($(date +%s) - t0)) s wall clock"
+	echo "SUITE e2e-$kver: $pass passed, $fail failed, $skip skipped"
+	[ "$fail" -eq 0 ]
+}
+
+# guest_shutdown_s DIR: guest seconds from the SHUTDOWN line's uptime to the
+# kernel's last "reboot:" message (printk time).
+guest_shutdown_s() {
+	local up end
+	up=$(grep -m1 '^SHUTDOWN ' "$1/results.log" | awk '{print $3}')
+	end=$(tr -d '\r' <"$1/console.log" | grep -E '\] reboot: (Power down|Restarting)' | tail -n1 |
+		sed 's/^\[ *\([0-9.]*\)\].*/\1/')
+	if [ -n "$up" ] && [ -n "$end" ]; then
+		echo "$end $up" | awk '{printf "%.2f", $1 - $2}'
+	else
+		echo "?"
+	fi
+}
+
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/host-deps.sh"
+status=0
+for k in "${KERNELS[@]}"; do
+	run_kernel "$k" || status=1
+done
+exit $status
