@@ -33,6 +33,9 @@ done
 
 out=$VIOMMU_CACHE/build/$kver
 mkdir -p "$out"
+# One build per kernel at a time (suites may build concurrently).
+exec 8>"$out/.lock"
+flock 8
 rm -f "$out/virtio-iommu.ko"
 
 sync_tree() { # DEST

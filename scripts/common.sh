@@ -56,3 +56,20 @@ newest_sid_kver() {
 	apt-cache $(sid_apt_opts) search --names-only '^linux-headers-[0-9][0-9.]*\+deb[0-9]+-amd64$' |
 		awk '{print $1}' | sed 's/^linux-headers-//' | sort -V | tail -n1
 }
+
+# Path of an extracted Debian linux-source-6.12 tree (checkpatch.pl, KUnit),
+# extracted once into the cache from the host's linux-source-6.12 package.
+linux_source_tree() {
+	local tarball dir
+	tarball=$(ls /usr/src/linux-source-6.12.tar.* 2>/dev/null | head -n1)
+	[ -n "$tarball" ] || die "linux-source-6.12 is not installed (scripts/host-deps.sh)"
+	dir=$VIOMMU_CACHE/src/linux-source-6.12
+	if [ ! -f "$dir/.extracted" ] || [ "$tarball" -nt "$dir/.extracted" ]; then
+		log "extracting $tarball"
+		rm -rf "$dir"
+		mkdir -p "$VIOMMU_CACHE/src"
+		tar -C "$VIOMMU_CACHE/src" -xf "$tarball"
+		touch "$dir/.extracted"
+	fi
+	echo "$dir"
+}

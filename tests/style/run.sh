@@ -1,0 +1,73 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Build and style checks of the module, as a suite:
+#  - builds warning-free with W=1 and with C=1 (sparse) on Debian 12's newest
+#    6.12 kernel headers;
+#  - builds warning-free with W=1 on sid's newest kernel (in the sid chroot);
+#  - scripts/checkpatch.pl --strict --no-tree -f is clean on every source file;
+#  - modinfo shows the version from VERSION.
+# Prints one line per case and `SUITE style: N passed, N failed, N skipped`.
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+. "$TOP/scripts/common.sh"
+
+pass=0 fail=0
+report() { # CASE PASS|FAIL DETAIL
+	echo "$2 style/$1 ${3:-}"
+	if [ "$2" = PASS ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+}
+
+# The compiler's own diagnostics (the lines that name a source file).
+diagnostics() { grep -E '(warning|error):' "$1" | grep -v '^make' || true; }
+
+check_build() { # CASE KVER MAKEARGS...
+	local name=$1 kver=$2 out log ko
+	shift 2
+	log=$VIOMMU_CACHE/style-$name.log
+	if ko=$(bash "$TOP/scripts/build-module.sh" "$kver" "$@" 2>"$log"); then
+		out=$(diagnostics "$log")
+		if [ -z "$out" ]; then
+			report "$name" PASS "$kver $*: no warnings ($(basename "$ko"))"
+		else
+			report "$name" FAIL "$kver $*: $(echo "$out" | head -n3 | tr '\n' ' ')"
+		fi
+	else
+		report "$name" FAIL "$kver $*: build failed: $(diagnostics "$log" | head -n3 | tr '\n' ' ')"
+	fi
+}
+
+bookworm=$(bash "$TOP/scripts/host-deps.sh")
+sid=$(bash "$TOP/scripts/sid-chroot.sh")
+
+check_build w1-bookworm "$bookworm" W=1
+check_build sparse-bookworm "$bookworm" C=1 W=1
+check_build w1-sid "$sid" W=1
+
+ko=$VIOMMU_CACHE/build/$bookworm/virtio-iommu.ko
+want=$(cat "$TOP/VERSION")
+got=$(modinfo -F version "$ko" 2>/dev/null || true)
+if [ "$got" = "$want" ] && modinfo -F description "$ko" | grep -q '^virtio-iommu-fq'; then
+	report modinfo PASS "version $got, name $(modinfo -F name "$ko")"
+else
+	report modinfo FAIL "version '$got', expected '$want'"
+fi
+
+tree=$(linux_source_tree)
+files=$(cd "$TOP" && ls src/*.c src/*.h | grep -v '\.mod\.c$')
+bad=""
+for f in $files; do
+	if ! out=$(cd "$TOP" && perl "$tree/scripts/checkpatch.pl" --strict --no-tree \
+		--quiet -f "$f" 2>&1) || [ -n "$out" ]; then
+		bad="$bad $f"
+		echo "$out" | head -n 20 >&2
+	fi
+done
+if [ -z "$bad" ]; then
+	report checkpatch PASS "$(echo "$files" | wc -w) files clean with --strict"
+else
+	report checkpatch FAIL "not clean:$bad"
+fi
+
+echo "SUITE style: $pass passed, $fail failed, 0 skipped"
+[ "$fail" -eq 0 ]
