@@ -1,0 +1,71 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Every test suite of the project, from a fresh Debian 12 machine or a warm
+# cache: installs what is needed, then runs the suites one after another
+# (the machine has two cores; suites never run concurrently):
+#   style    W=1 / sparse / sid W=1 builds, checkpatch --strict
+#   kunit    KUnit suites against a fake device (kunit.py, x86_64 QEMU)
+#   e2e      the module in real 6.12 and sid guests (QEMU, virtio-iommu-pci)
+#   install  the .deb/.rpm packages, DKMS on this host
+#   image    a Debian 12 disk image booting from NVMe behind the IOMMU
+#   bench    smoke round of the benchmark (figures only, no thresholds)
+# Each suite prints its own results and a `SUITE <name>: ...` line; this
+# script ends with the totals over all suites: `N passed, N failed`.
+#
+#   tests/run-all.sh [SUITE...]     (default: all, in the order above)
+set -uo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/scripts/common.sh"
+
+declare -A SUITES=(
+	[style]="tests/style/run.sh"
+	[kunit]="kunit/run.sh"
+	[e2e]="tests/e2e/run.sh"
+	[install]="tests/install/run.sh"
+	[image]="tests/image/run.sh"
+	[bench]="bench/run.sh --smoke"
+)
+ORDER=(style kunit e2e install image bench)
+[ $# -gt 0 ] && ORDER=("$@")
+
+bash "$TOP/scripts/host-deps.sh" >/dev/null || die "host dependencies could not be installed"
+
+mkdir -p "$VIOMMU_CACHE/logs"
+passed=0 failed=0 skipped=0 broken=()
+for s in "${ORDER[@]}"; do
+	cmd=${SUITES[$s]:-}
+	[ -n "$cmd" ] || die "unknown suite '$s' (known: ${ORDER[*]})"
+	log=$VIOMMU_CACHE/logs/$s.log
+	start=$(date +%s)
+	log "=== suite $s: $cmd"
+	# shellcheck disable=SC2086
+	(cd "$TOP" && bash $cmd) 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	lines=$(grep -E '^SUITE [^:]+: [0-9]+ passed, [0-9]+ failed' "$log" || true)
+	if [ -z "$lines" ]; then
+		log "suite $s printed no SUITE line (exit $rc): counted as 1 failure"
+		failed=$((failed + 1))
+		broken+=("$s")
+		continue
+	fi
+	while read -r line; do
+		p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")
+		f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+		k=$(sed -nE 's/.* ([0-9]+) skipped.*/\1/p' <<<"$line")
+		passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + ${k:-0}))
+	done <<<"$lines"
+	if [ "$rc" -ne 0 ] && ! grep -qE ' [1-9][0-9]* failed' <<<"$lines"; then
+		log "suite $s exited $rc without a counted failure: counted as 1 failure"
+		failed=$((failed + 1))
+		broken+=("$s")
+	fi
+	log "=== suite $s done in $(($(date +%s) - start)) s (exit $rc)"
+done
+
+echo
+for s in "${ORDER[@]}"; do grep -h -E '^SUITE ' "$VIOMMU_CACHE/logs/$s.log" 2>/dev/null; done
+[ ${#broken[@]} -eq 0 ] || echo "suites that broke: ${broken[*]}"
+echo "$skipped skipped"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
