@@ -65,8 +65,9 @@ const struct iommu_ops viommu_ops = {
 /*
  * Read and check the configuration space. A malformed configuration makes
  * the probe fail with a message rather than leave a half-working IOMMU.
+ * Not static: the KUnit suites run it against a fake configuration space.
  */
-static int viommu_read_config(struct viommu_dev *viommu)
+int viommu_read_config(struct viommu_dev *viommu)
 {
 	struct virtio_device *vdev = viommu->vdev;
 	u64 mask, granule;
@@ -149,7 +150,7 @@ static int viommu_read_config(struct viommu_dev *viommu)
 }
 
 /* Keep two domain IDs for the identity and blocking domains, if possible. */
-static void viommu_reserve_domain_ids(struct viommu_dev *viommu)
+void viommu_reserve_domain_ids(struct viommu_dev *viommu)
 {
 	int id;
 
@@ -305,7 +306,8 @@ static const struct virtio_device_id viommu_id_table[] = {
 };
 MODULE_DEVICE_TABLE(virtio, viommu_id_table);
 
-static struct virtio_driver viommu_driver = {
+/* Not static: the KUnit suites check its feature table and probe refusal. */
+struct virtio_driver viommu_driver = {
 	.driver.name		= KBUILD_MODNAME,
 	.driver.suppress_bind_attrs = true,
 	.feature_table		= viommu_features,

@@ -30,6 +30,7 @@
 
 struct scatterlist;
 struct virtio_device;
+struct virtio_driver;
 struct virtqueue;
 
 /* Largest accepted probe_size: anything bigger is a malformed config. */
@@ -379,5 +380,8 @@ int viommu_parse_knob(const char *buf, size_t count, unsigned int max,
 
 /* main.c */
 extern const struct iommu_ops viommu_ops;
+extern struct virtio_driver viommu_driver;
+int viommu_read_config(struct viommu_dev *viommu);
+void viommu_reserve_domain_ids(struct viommu_dev *viommu);
 
 #endif /* VIOMMU_FQ_H */
