@@ -7,7 +7,7 @@ KDIR ?= /lib/modules/$(KVER)/build
 VERSION := $(shell cat VERSION)
 CACHE ?= /var/cache/virtio-iommu-fq
 
-.PHONY: all modules clean demo check
+.PHONY: all modules clean demo check bench kunit
 
 all: modules
 
@@ -20,6 +20,14 @@ clean:
 # The main job: set up a fresh machine, build the module, boot a guest with it.
 demo:
 	bash scripts/demo.sh
+
+# The benchmark (see docs/BENCHMARKS.md); BENCH_ARGS="--rounds 3" etc.
+bench:
+	bash bench/run.sh $(BENCH_ARGS)
+
+# KUnit suites only.
+kunit:
+	bash kunit/run.sh
 
 # Every test suite; prints each runner's summary and a final "N passed, N failed".
 check:
