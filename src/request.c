@@ -271,10 +271,15 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 
 /*
  * Notify the device if the queue asks for it. Drops the engine lock while
- * notifying and retakes it before returning. If another CPU is already
- * notifying, ask it to notify once more instead. The notifying CPU does not
- * migrate, so a context nested on the same CPU notifies by itself rather
- * than waiting for the context it interrupted.
+ * notifying and retakes it before returning.
+ *
+ * If another CPU is already notifying, ask it to notify once more instead
+ * (kick_again). Before doing so, the notifying CPU reaps: when the device
+ * already completed everything the others added (it consumes the whole
+ * queue when notified), the extra notification is skipped and one kick
+ * served several CPUs. The notifying CPU does not migrate, so a context
+ * nested on the same CPU notifies by itself rather than waiting for the
+ * context it interrupted.
  */
 static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 {
@@ -285,6 +290,7 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 	cpu = smp_processor_id();
 	if (eng->kicking && eng->kicker_cpu != cpu) {
 		eng->kick_again = true;
+		eng->kick_again_seq = eng->next_seq;
 		return;
 	}
 	if (eng->kicking) {
@@ -298,13 +304,21 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 	eng->kicking = true;
 	eng->kicker_cpu = cpu;
 	preempt_disable();
-	do {
+	for (;;) {
 		eng->kick_again = false;
 		spin_unlock_irqrestore(&eng->lock, *flags);
 		eng->ops->notify(eng->queue);
 		viommu_stat_add(eng, VIOMMU_STAT_KICKS, 1);
 		spin_lock_irqsave(&eng->lock, *flags);
-	} while (eng->kick_again);
+		if (!eng->kick_again)
+			break;
+		viommu_reap_locked(eng);
+		if (eng->done_seq >= eng->kick_again_seq) {
+			viommu_stat_add(eng, VIOMMU_STAT_SHARED_KICKS, 1);
+			break;
+		}
+	}
+	eng->kick_again = false;
 	eng->kicking = false;
 	preempt_enable();
 }

@@ -81,6 +81,7 @@ enum viommu_stat {
 	VIOMMU_STAT_REQ_UNMAP,
 	VIOMMU_STAT_REQ_PROBE,
 	VIOMMU_STAT_KICKS,
+	VIOMMU_STAT_SHARED_KICKS,
 	VIOMMU_STAT_SYNC_WAITS,
 	VIOMMU_STAT_SYNC_WAIT_NS,
 	VIOMMU_STAT_DEFERRED_TIMER,
@@ -185,6 +186,7 @@ struct viommu_knobs {
  * @done_seq: every request up to this sequence number has completed
  * @kicking: a CPU is notifying the device outside the lock
  * @kick_again: requests were added during that notification
+ * @kick_again_seq: the last request queued when kick_again was set
  * @kicker_cpu: the CPU that is notifying
  * @flush_timer: submits deferred UNMAPs after flush_timeout_ms
  * @timeout_ns: bounded wait for a completion
@@ -208,6 +210,7 @@ struct viommu_engine {
 	u64				done_seq;
 	bool				kicking;
 	bool				kick_again;
+	u64				kick_again_seq;
 	unsigned int			kicker_cpu;
 	struct hrtimer			flush_timer;
 	u64				timeout_ns;
