@@ -12,7 +12,7 @@ PKGS=(
 	kmod cpio zstd xz-utils sparse python3 git
 	qemu-system-x86 qemu-utils fio busybox-static
 	debootstrap
-	debhelper dh-dkms dkms fakeroot lintian rpm
+	debhelper dh-dkms dkms fakeroot lintian rpm rpmlint
 	linux-source-6.12
 )
 

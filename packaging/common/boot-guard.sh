@@ -12,11 +12,15 @@
 # in-tree driver into the initramfs through the generator's own
 # configuration, which the package must not edit (Debian policy 10.7.4).
 
+# Everything below reads ${VIOMMU_FQ_SYSROOT}/sys and /proc/self/mountinfo;
+# the variable is empty except in the package's own unit test.
+
 # Succeeds if the sysfs device directory $1, or one of its parents, is
 # translated by a virtio-iommu (virtio device ID 23, 0x0017).
 viommu_fq_behind_viommu() {
 	_p=$1
-	while [ -n "$_p" ] && [ "$_p" != /sys/devices ] && [ "$_p" != / ]; do
+	while [ -n "$_p" ] && [ "$_p" != "${VIOMMU_FQ_SYSROOT:-}/sys/devices" ] &&
+	      [ "$_p" != "${VIOMMU_FQ_SYSROOT:-}" ] && [ "$_p" != / ]; do
 		if [ -L "$_p/iommu" ]; then
 			_i=$(readlink -f "$_p/iommu")
 			# .../virtioN/iommu/virtioN: the parent is the virtio device.
@@ -32,7 +36,8 @@ viommu_fq_behind_viommu() {
 # Prints the block devices (MAJ:MIN) that the initramfs must reach: those
 # mounted at / and /usr, and, through device-mapper and md, what they sit on.
 viommu_fq_boot_devices() {
-	awk '$5 == "/" || $5 == "/usr" { print $3 }' /proc/self/mountinfo 2>/dev/null |
+	awk '$5 == "/" || $5 == "/usr" { print $3 }' \
+		"${VIOMMU_FQ_SYSROOT:-}/proc/self/mountinfo" 2>/dev/null |
 	while read -r _mm; do
 		_todo=$_mm
 		while [ -n "$_todo" ]; do
@@ -42,19 +47,19 @@ viommu_fq_boot_devices() {
 			shift
 			_todo=$*
 			echo "$_d"
-			for _s in /sys/dev/block/"$_d"/slaves/*; do
+			for _s in "${VIOMMU_FQ_SYSROOT:-}/sys/dev/block/$_d"/slaves/*; do
 				[ -e "$_s/dev" ] && _todo="$_todo $(cat "$_s/dev")"
 			done
 		done
 	done
 }
 
-# Prints "<device> behind <virtio-iommu>" for each boot device behind a
+# Prints "/dev/<name> (MAJ:MIN)" for each boot device behind a
 # virtio-iommu; fails if there is none.
 viommu_fq_boot_behind_viommu() {
 	_found=1
 	for _mm in $(viommu_fq_boot_devices); do
-		_dev=$(readlink -f "/sys/dev/block/$_mm" 2>/dev/null) || continue
+		_dev=$(readlink -f "${VIOMMU_FQ_SYSROOT:-}/sys/dev/block/$_mm" 2>/dev/null) || continue
 		[ -n "$_dev" ] || continue
 		if viommu_fq_behind_viommu "$_dev"; then
 			echo "/dev/${_dev##*/} ($_mm)"
