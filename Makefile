@@ -32,3 +32,5 @@ kunit:
 # Every test suite; prints each runner's summary and a final "N passed, N failed".
 check:
 	bash tests/run-all.sh
+
+-include packaging/packaging.mk

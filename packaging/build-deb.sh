@@ -44,8 +44,15 @@ mkdir -p "$src/src" "$src/packaging/dkms"
 
 # The shipped tree: what DKMS needs and nothing else.
 cp "$tree/dkms.conf" "$tree/VERSION" "$src/"
-cp "$tree/src/Kbuild" "$tree"/src/*.c "$src/src/"
-cp "$tree"/src/*.h "$src/src/" 2>/dev/null || true
+# src/: Kbuild, C sources and headers, and the helper scripts Kbuild runs
+# (compat probes); never build products.
+cp -p "$tree/src/Kbuild" "$src/src/"
+for f in "$tree"/src/*.c "$tree"/src/*.h "$tree"/src/*.sh; do
+	case $f in
+	*.mod.c | */\*.*) continue ;; # modpost output; no match
+	esac
+	cp -p "$f" "$src/src/"
+done
 cp "$tree/packaging/dkms/kernel-check.sh" "$src/packaging/dkms/"
 cp -a "$here/deb" "$src/debian"
 

@@ -35,8 +35,13 @@ mkdir -p "$top"/{SOURCES,SPECS,BUILD,RPMS,SRPMS}
 stage=$top/stage/$name-$version
 mkdir -p "$stage/src" "$stage/packaging/dkms" "$stage/packaging/rpm"
 cp "$tree/dkms.conf" "$tree/VERSION" "$stage/"
-cp "$tree/src/Kbuild" "$tree"/src/*.c "$stage/src/"
-cp "$tree"/src/*.h "$stage/src/" 2>/dev/null || true
+cp -p "$tree/src/Kbuild" "$stage/src/"
+for f in "$tree"/src/*.c "$tree"/src/*.h "$tree"/src/*.sh; do
+	case $f in
+	*.mod.c | */\*.*) continue ;; # modpost output; no match
+	esac
+	cp -p "$f" "$stage/src/"
+done
 cp "$tree/packaging/dkms/kernel-check.sh" "$stage/packaging/dkms/"
 cp "$here/rpm/90-virtio-iommu-fq.conf" "$stage/packaging/rpm/"
 tar -C "$top/stage" --sort=name --owner=0 --group=0 --numeric-owner \
