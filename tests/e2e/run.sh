@@ -45,6 +45,7 @@ boot_spec() {
 	before-reboot) echo "shutdown before reboot" ;;
 	after-poweroff) echo "shutdown after poweroff" ;;
 	unload) echo "unload before poweroff" ;;
+	knobs) echo "knobs before poweroff" ;;
 	*) die "unknown boot '$1'" ;;
 	esac
 }

@@ -153,7 +153,14 @@ wait_blkdev() {
 # sysfs_write FILE VALUE: write VALUE (without a newline unless it has one),
 # set SYSFS_ERR to the error text; return the write's status.
 sysfs_write() {
-	SYSFS_ERR=$( (printf '%s' "$2" >"$1") 2>&1)
+	# dd (one write(2) of the whole value) reports the errno text, which
+	# the shell's own redirection does not.
+	SYSFS_ERR=$(printf '%s' "$2" | dd of="$1" bs=65536 2>&1 >/dev/null)
+}
+
+# sysfs_write_nl FILE VALUE: the same, with a trailing newline (as echo).
+sysfs_write_nl() {
+	SYSFS_ERR=$(printf '%s\n' "$2" | dd of="$1" bs=65536 2>&1 >/dev/null)
 }
 
 # set_group_type BDF TYPE: unbind the endpoint's driver, write the group
