@@ -28,7 +28,7 @@
 # `SUITE install: N passed, N failed, N skipped`; exits non-zero on failure.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck source=../../scripts/common.sh
+# shellcheck source=scripts/common.sh
 . "$TOP/scripts/common.sh"
 
 E2E=1
@@ -291,6 +291,7 @@ kcase debian-6.12 0 "" -e ''
 kcase no-virtio 1 "CONFIG_VIRTIO is not set" -e 's/^CONFIG_VIRTIO=.*/# CONFIG_VIRTIO is not set/'
 kcase no-iommu-api 1 "CONFIG_IOMMU_API is not set" -e 's/^CONFIG_IOMMU_API=.*/# CONFIG_IOMMU_API is not set/'
 kcase no-viot-no-of 1 "neither CONFIG_ACPI_VIOT nor CONFIG_OF" -e '/^CONFIG_ACPI_VIOT=/d' -e '/^CONFIG_OF=/d'
+# shellcheck disable=SC2016 # a sed script
 kcase of-only 0 "" -e '/^CONFIG_ACPI_VIOT=/d' -e '$aCONFIG_OF=y'
 kcase virtio-iommu-builtin 1 "CONFIG_VIRTIO_IOMMU=y" -e 's/^CONFIG_VIRTIO_IOMMU=.*/CONFIG_VIRTIO_IOMMU=y/'
 kcase virtio-iommu-unset 0 "" -e 's/^CONFIG_VIRTIO_IOMMU=.*/# CONFIG_VIRTIO_IOMMU is not set/'
@@ -303,6 +304,7 @@ R=$WORK/fakesys
 guard() { # EXPECT(0|1) NAME [VAR=value...]: run the guard in a subshell
 	local expect=$1 name=$2 rc=0 out
 	shift 2
+	# shellcheck disable=SC2016 # expanded by the inner sh
 	out=$(env "$@" VIOMMU_FQ_SYSROOT="$R" sh -c '. "$1"; viommu_fq_removal_guard "FIX-COMMAND" "$2"' \
 		sh "$TOP/packaging/common/boot-guard.sh" "$R/modules" 2>&1) || rc=$?
 	if [ "$rc" = "$expect" ] && { [ "$expect" = 0 ] || grep -q 'FIX-COMMAND' <<<"$out"; }; then
@@ -339,6 +341,7 @@ mkfake 254:0 0x0017
 guard 1 dm-root-on-nvme-behind-viommu
 mkfake 259:1 0x0001
 guard 0 other-iommu
+# shellcheck disable=SC2016 # expanded by the inner sh
 out=$(sh -c '. "$1"; viommu_fq_removal_guard FIX /etc/initramfs-tools/modules' sh \
 	"$TOP/packaging/common/boot-guard.sh" 2>&1) && rc=0 || rc=$?
 check removal-guard-this-host "exit $rc: this host's root is not behind a virtio-iommu${out:+: $out}" test "$rc" = 0
@@ -497,9 +500,9 @@ else
 		# The e2e runner's own pieces (tests/lib, tests/e2e/guest.sh), with
 		# the DKMS-built module in place of a fresh build.
 		(
-			# shellcheck source=../lib/initramfs.sh
+			# shellcheck source=tests/lib/initramfs.sh
 			. "$TOP/tests/lib/initramfs.sh"
-			# shellcheck source=../lib/vm.sh
+			# shellcheck source=tests/lib/vm.sh
 			. "$TOP/tests/lib/vm.sh"
 			tree=$VIOMMU_CACHE/kernels/$KVER
 			d=$WORK/e2e
