@@ -325,6 +325,14 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 
 /*
  * Poll until @done returns true, with the lock released between polls.
+ *
+ * Every VIOMMU_REKICK_US without completion the device is notified again.
+ * Requests are added while the device works, and a device that reads the
+ * available index before another CPU's addition becomes visible, but
+ * publishes its notification threshold after that CPU checked it, would
+ * otherwise leave them unnoticed until somebody else kicks; the extra
+ * notification costs nothing when the device is only slow.
+ *
  * Returns 0, or -ETIMEDOUT after the engine's bounded wait.
  */
 static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
@@ -332,19 +340,31 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 					   const void *arg),
 			      const void *arg)
 {
-	ktime_t deadline = ktime_add_ns(ktime_get(), eng->timeout_ns);
+	ktime_t now = ktime_get();
+	ktime_t deadline = ktime_add_ns(now, eng->timeout_ns);
+	ktime_t rekick = ktime_add_us(now, VIOMMU_REKICK_US);
+	bool notify;
 
 	viommu_reap_locked(eng);
 	if (done(eng, arg))
 		return 0;
 	for (;;) {
+		now = ktime_get();
+		notify = ktime_after(now, rekick);
+		if (notify)
+			rekick = ktime_add_us(now, VIOMMU_REKICK_US);
 		spin_unlock_irqrestore(&eng->lock, *flags);
-		cpu_relax();
+		if (notify) {
+			eng->ops->notify(eng->queue);
+			viommu_stat_add(eng, VIOMMU_STAT_REKICKS, 1);
+		} else {
+			cpu_relax();
+		}
 		spin_lock_irqsave(&eng->lock, *flags);
 		viommu_reap_locked(eng);
 		if (done(eng, arg))
 			break;
-		if (ktime_after(ktime_get(), deadline)) {
+		if (ktime_after(now, deadline)) {
 			viommu_stat_add(eng, VIOMMU_STAT_ERR_TIMEOUT, 1);
 			dev_err_ratelimited(eng->dev,
 					    "device did not answer within %llu ms\n",

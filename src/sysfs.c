@@ -221,6 +221,7 @@ static VIOMMU_STAT_ATTR(req_unmap, VIOMMU_STAT_REQ_UNMAP);
 static VIOMMU_STAT_ATTR(req_probe, VIOMMU_STAT_REQ_PROBE);
 static VIOMMU_STAT_ATTR(kicks, VIOMMU_STAT_KICKS);
 static VIOMMU_STAT_ATTR(shared_kicks, VIOMMU_STAT_SHARED_KICKS);
+static VIOMMU_STAT_ATTR(rekicks, VIOMMU_STAT_REKICKS);
 static VIOMMU_STAT_ATTR(sync_waits, VIOMMU_STAT_SYNC_WAITS);
 static VIOMMU_STAT_ATTR(sync_wait_ns, VIOMMU_STAT_SYNC_WAIT_NS);
 static VIOMMU_STAT_ATTR(deferred_timer, VIOMMU_STAT_DEFERRED_TIMER);
@@ -297,6 +298,7 @@ static struct attribute *viommu_fq_attrs[] = {
 	&viommu_stat_attr_req_probe.attr.attr,
 	&viommu_stat_attr_kicks.attr.attr,
 	&viommu_stat_attr_shared_kicks.attr.attr,
+	&viommu_stat_attr_rekicks.attr.attr,
 	&viommu_stat_attr_sync_waits.attr.attr,
 	&viommu_stat_attr_sync_wait_ns.attr.attr,
 	&viommu_stat_attr_deferred_timer.attr.attr,

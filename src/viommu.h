@@ -39,6 +39,8 @@ struct virtqueue;
 #define VIOMMU_NR_SLOTS			128
 /* Pending requests that force a submission ("full queue" deferral cause). */
 #define VIOMMU_MAX_PENDING		64
+/* A waiter notifies the device again after this long without completion. */
+#define VIOMMU_REKICK_US		500
 /* Default bounded wait for the device to complete a request. */
 #define VIOMMU_SYNC_TIMEOUT_MS		5000
 /* Knob limits. */
@@ -82,6 +84,7 @@ enum viommu_stat {
 	VIOMMU_STAT_REQ_PROBE,
 	VIOMMU_STAT_KICKS,
 	VIOMMU_STAT_SHARED_KICKS,
+	VIOMMU_STAT_REKICKS,
 	VIOMMU_STAT_SYNC_WAITS,
 	VIOMMU_STAT_SYNC_WAIT_NS,
 	VIOMMU_STAT_DEFERRED_TIMER,
