@@ -1,0 +1,233 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Guest side of the benchmark (busybox ash, run by /init as /test.sh).
+# One boot = one configuration. Parameters come from the kernel command line
+# (bench/run.sh sets them):
+#   bench_cfg     configuration name (for the log)
+#   bench_drv     none | intree | ours | vtd
+#   bench_type    DMA | DMA-FQ   wanted type of the null NVMe's IOMMU group
+#                 (ours: set through the group, unbind/write/rebind; intree
+#                 and vtd: set by iommu.strict on the command line, checked)
+#   bench_map     map_batching for ours (0/1)
+#   bench_sq      shadow_on_flush for ours (0/1)
+#   bench_rt      fio runtime per job, seconds
+#   bench_bufs    comma list of buffer kinds: huge (hugetlbfs 2 MiB pages),
+#                 ordinary (fio's default malloc buffers)
+#   bench_jobs    comma list of jobs: A (randwrite 64k qd16, one job per
+#                 vCPU) and B (randrw 50/50 4k qd128, one job)
+#   bench_verify  1: a short fio crc32c verify on the file-backed NVMe
+#
+# Reports (second serial port, guest-lib.sh protocol):
+#   RESULT setup|mode|<job>-<buf>|verify|dmesg PASS|FAIL ...
+#   METRIC fio:<job>-<buf> <fio JSON on one line>
+#   METRIC ctr:<job>-<buf> name=value,...   (ours: counters after the job,
+#                                            reset just before it)
+#   METRIC huge:<job>-<buf> <hugepages in use during the job>
+. /lib/viommu/guest-lib.sh
+
+DRV=${bench_drv:-none}
+TYPE=${bench_type:-DMA-FQ}
+MAP=${bench_map:-1}
+SQ=${bench_sq:-0}
+RT=${bench_rt:-8}
+BUFS=$(echo "${bench_bufs:-huge}" | tr ',' ' ')
+JOBS=$(echo "${bench_jobs:-A,B}" | tr ',' ' ')
+VERIFY=${bench_verify:-0}
+RTTY=$VIOMMU_RESULTS_TTY
+NSMP=$(grep -c '^processor' /proc/cpuinfo)
+
+_p="setup mode"
+for _j in $JOBS; do for _b in $BUFS; do _p="$_p $_j-$_b"; done; done
+[ "$VERIFY" = 1 ] && _p="$_p verify"
+plan "$_p dmesg"
+info "bench config ${bench_cfg:-?}: drv=$DRV type=$TYPE map=$MAP sq=$SQ rt=$RT bufs='$BUFS' jobs='$JOBS' vcpus=$NSMP cmdline: $(cat /proc/cmdline)"
+
+fail_rest() { # REASON: fail every remaining planned case and stop
+	for _j in $JOBS; do for _b in $BUFS; do result "$_j-$_b" FAIL "not run: $1"; done; done
+	[ "$VERIFY" = 1 ] && result verify FAIL "not run: $1"
+	_bad=$(dmesg_bad | head -n 20)
+	result dmesg "$([ -z "$_bad" ] && echo PASS || echo FAIL)" "$_bad"
+	exit 1
+}
+
+# nvme_ctrl_by_serial SERIAL: the nvme controller (nvmeN) with that serial.
+nvme_ctrl_by_serial() {
+	for _c in /sys/class/nvme/nvme*; do
+		[ -e "$_c/serial" ] || continue
+		[ "$(sed 's/ *$//' "$_c/serial")" = "$1" ] && { basename "$_c"; return 0; }
+	done
+	return 1
+}
+
+# nvme_disk SERIAL: wait (up to 30 s) for that controller's namespace; print
+# "BDF DISK".
+nvme_disk() {
+	_i=0
+	while [ $_i -lt 300 ]; do
+		if _c=$(nvme_ctrl_by_serial "$1"); then
+			_bdf=$(basename "$(readlink -f "/sys/class/nvme/$_c/device")")
+			if _d=$(blkdev_of "$_bdf") && [ -b "/dev/$_d" ]; then
+				echo "$_bdf $_d"
+				return 0
+			fi
+		fi
+		usleep 100000
+		_i=$((_i + 1))
+	done
+	return 1
+}
+
+# ---- setup ----------------------------------------------------------------
+
+mkdir -p /mnt/huge
+if ! mount -t hugetlbfs -o pagesize=2M none /mnt/huge; then
+	result setup FAIL "cannot mount hugetlbfs"
+	fail_rest "no hugetlbfs"
+fi
+echo 16 >/proc/sys/vm/nr_hugepages
+NRH=$(cat /proc/sys/vm/nr_hugepages)
+
+_rc=0
+case $DRV in
+ours) load_viommu ours map_batching="$MAP" shadow_on_flush="$SQ" || _rc=$? ;;
+intree) load_viommu intree || _rc=$? ;;
+none | vtd) ;;
+*) _rc=99 ;;
+esac
+[ $_rc -eq 0 ] || { result setup FAIL "loading the IOMMU driver ($DRV) failed: rc=$_rc $(dmesg | tail -n 3)"; fail_rest "driver"; }
+modload nvme || { result setup FAIL "modload nvme failed"; fail_rest "nvme"; }
+# shellcheck disable=SC2046
+set -- $(nvme_disk bench-null) || true
+NBDF=${1:-} NDISK=${2:-}
+[ -n "$NDISK" ] || { result setup FAIL "null NVMe (serial bench-null) not found; $(dmesg | tail -n 3)"; fail_rest "no disk"; }
+if [ "$NRH" -lt 8 ]; then
+	result setup FAIL "only $NRH huge pages"
+	fail_rest "huge pages"
+fi
+result setup PASS "driver $DRV, null NVMe $NBDF=$NDISK, $NRH huge pages of 2 MiB"
+
+# ---- mode -----------------------------------------------------------------
+
+GRP=$(group_of "$NBDF" 2>/dev/null)
+if [ "$DRV" = none ]; then
+	if [ -z "$GRP" ]; then
+		result mode PASS "no IOMMU group for $NBDF (no IOMMU)"
+	else
+		result mode FAIL "$NBDF is in IOMMU group $GRP although no IOMMU was configured"
+		fail_rest "mode"
+	fi
+else
+	[ -n "$GRP" ] || { result mode FAIL "$NBDF has no IOMMU group"; fail_rest "mode"; }
+	_t0=$(group_type "$GRP")
+	if [ "$DRV" = ours ] && [ "$_t0" != "$TYPE" ]; then
+		set_group_type "$NBDF" "$TYPE" || { result mode FAIL "set group $GRP to $TYPE: $SGT_ERR"; fail_rest "mode"; }
+		# shellcheck disable=SC2046
+		set -- $(nvme_disk bench-null) || true
+		NBDF=${1:-} NDISK=${2:-}
+		[ -n "$NDISK" ] || { result mode FAIL "null NVMe gone after rebind"; fail_rest "mode"; }
+	fi
+	_t=$(group_type "$GRP")
+	_d="group $GRP type $_t (was $_t0)"
+	_ok=1
+	[ "$_t" = "$TYPE" ] || _ok=0
+	if [ "$DRV" = ours ]; then
+		_fq=$(fqdir)
+		_km=$(cat "$_fq/map_batching") _ks=$(cat "$_fq/shadow_on_flush")
+		_d="$_d, $(viommu_inst): map_batching=$_km shadow_on_flush=$_ks flush_timeout_ms=$(cat "$_fq/flush_timeout_ms") version $(cat /sys/module/virtio_iommu/version 2>/dev/null)"
+		[ "$_km" = "$MAP" ] && [ "$_ks" = "$SQ" ] || _ok=0
+		[ -n "$(cat /sys/module/virtio_iommu/version 2>/dev/null)" ] || { _ok=0; _d="$_d (not our module?)"; }
+	fi
+	if [ $_ok = 1 ]; then
+		result mode PASS "$_d"
+	else
+		result mode FAIL "$_d; wanted $TYPE map=$MAP sq=$SQ"
+		fail_rest "mode"
+	fi
+fi
+
+# ---- fio jobs ----------------------------------------------------------------
+
+# jobfile JOB BUF: write /tmp/<job>-<buf>.fio
+jobfile() {
+	_f=/tmp/$1-$2.fio
+	{
+		echo "[global]"
+		echo "filename=/dev/$NDISK"
+		echo "ioengine=libaio"
+		echo "direct=1"
+		echo "time_based"
+		echo "runtime=$RT"
+		echo "size=1G"
+		echo "group_reporting"
+		case $1 in
+		A) printf 'rw=randwrite\nbs=64k\niodepth=16\n' ; _n=$NSMP ;;
+		B) printf 'rw=randrw\nrwmixread=50\nrwmixwrite=50\nbs=4k\niodepth=128\n' ; _n=1 ;;
+		esac
+		_k=0
+		while [ "$_k" -lt "$_n" ]; do
+			echo "[$1$_k]"
+			[ "$2" = huge ] && echo "iomem=mmaphuge:/mnt/huge/$1$_k"
+			_k=$((_k + 1))
+		done
+	} >"$_f"
+	echo "$_f"
+}
+
+counters() {
+	_out=""
+	for _f in "$(fqdir)"/*; do
+		_n=$(basename "$_f")
+		case $_n in reset_counters | map_batching | shadow_on_flush | flush_timeout_ms) continue ;; esac
+		_out="$_out${_out:+,}$_n=$(cat "$_f")"
+	done
+	echo "$_out"
+}
+
+for _j in $JOBS; do
+	for _b in $BUFS; do
+		_tag=$_j-$_b
+		_jf=$(jobfile "$_j" "$_b")
+		[ "$DRV" = ours ] && reset_counters
+		# Huge pages in use, sampled in the middle of the job.
+		( sleep $((RT / 2 + 1)); awk '/HugePages_Total/{t=$2} /HugePages_Free/{f=$2} END{print t-f}' /proc/meminfo >"/tmp/huge.$_tag" ) &
+		_sp=$!
+		fio --output-format=json --percentile_list=50:99 "$_jf" >"/tmp/$_tag.json" 2>"/tmp/$_tag.err"
+		_rc=$?
+		_ctr=""
+		[ "$DRV" = ours ] && _ctr=$(counters)
+		wait $_sp
+		_hu=$(cat "/tmp/huge.$_tag" 2>/dev/null)
+		# The raw JSON goes to the results port only (not the console).
+		printf 'METRIC fio:%s %s\n' "$_tag" "$(sed -n '/^{/,$p' "/tmp/$_tag.json" | tr -d '\n\t' | sed 's/   */ /g')" >"$RTTY"
+		[ -n "$_ctr" ] && metric "ctr:$_tag" "$_ctr"
+		metric "huge:$_tag" "${_hu:-?}"
+		_ios=$(sed -n 's/.*"total_ios" *: *\([0-9]*\).*/\1/p' "/tmp/$_tag.json" | awk '{s+=$1} END{print s+0}')
+		if [ $_rc -eq 0 ] && [ "${_ios:-0}" -gt 0 ] && ! grep -q '"error" *: *[1-9]' "/tmp/$_tag.json"; then
+			result "$_tag" PASS "fio ok, $_ios I/Os, huge pages in use mid-job: ${_hu:-?}"
+		else
+			result "$_tag" FAIL "fio rc=$_rc ios=${_ios:-?}: $(head -c 300 "/tmp/$_tag.err")"
+		fi
+	done
+done
+
+if [ "$VERIFY" = 1 ]; then
+	# shellcheck disable=SC2046
+	set -- $(nvme_disk viommu-nvme) || true
+	if [ -n "${2:-}" ]; then
+		if fio_verify "$2" 16M; then
+			result verify PASS "crc32c verify on file-backed $2: $FIO_DETAIL"
+		else
+			result verify FAIL "crc32c verify on file-backed $2: $FIO_DETAIL"
+		fi
+	else
+		result verify FAIL "file-backed NVMe (serial viommu-nvme) not found"
+	fi
+fi
+
+_bad=$(dmesg_bad | head -n 20)
+if [ -z "$_bad" ]; then
+	result dmesg PASS "no warnings, oopses or BUGs in the kernel log"
+else
+	result dmesg FAIL "$_bad"
+fi

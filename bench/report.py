@@ -1,0 +1,384 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""Benchmark report: reads the run directories bench/run.sh left in a results
+directory and writes results.json (every run, raw), summary.md (tables) and
+chart.png (if python3-matplotlib is installed).
+
+  report.py DIR [--elapsed S] [--boot-failures N] [--publish DIR2]
+  report.py --quick RUNDIR        one run's figures, for the progress log
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import sys
+
+DEFAULT = "lazy+map-mq"
+ORDER = ["no-iommu", "intree-strict", "intree-lazy", "vtd-strict", "vtd-lazy",
+         "strict", "strict+map", "lazy-mq", "lazy-sq", "lazy+map-mq", "lazy+map-sq"]
+FAMILY = {"no-iommu": "none", "intree-strict": "intree", "intree-lazy": "intree",
+          "vtd-strict": "vtd", "vtd-lazy": "vtd"}
+LABEL = {"intree": "in-tree virtio-iommu", "vtd": "emulated VT-d", "ours": "this module"}
+BUFDESC = {
+    "huge": "fio buffers in hugetlbfs (2 MiB pages)",
+    "ordinary": "ordinary fio buffers (malloc; the guest kernel has THP=always)",
+}
+CTR_PER_IO = ["kicks", "req_map", "req_unmap", "sync_waits", "deferred_timer",
+              "deferred_full", "deferred_flush", "deferred_map_sync", "merged_maps",
+              "merged_unmaps", "queue_full"]
+
+
+def family(cfg):
+    return FAMILY.get(cfg, "ours")
+
+
+def parse_run(d):
+    """One boot's directory -> dict."""
+    m = re.match(r"r(\d+)-(.+)$", os.path.basename(d.rstrip("/")))
+    run = {"dir": d, "round": int(m.group(1)) if m else 0,
+           "config": m.group(2) if m else os.path.basename(d),
+           "cases": {}, "fio": {}, "counters": {}, "huge_pages_in_use": {},
+           "info": [], "guest_done": False}
+    for name, key in (("attempts.txt", "attempts"), ("boot_failures", "boot_failures"),
+                      ("loadavg", "host_loadavg_after")):
+        p = os.path.join(d, name)
+        if os.path.exists(p):
+            v = open(p).read().strip()
+            run[key] = int(v) if key == "boot_failures" and v.isdigit() else v
+    p = os.path.join(d, "results.log")
+    if not os.path.exists(p):
+        return run
+    for line in open(p, errors="replace"):
+        line = line.rstrip("\n")
+        if line.startswith("RESULT "):
+            parts = line.split(" ", 3)
+            if len(parts) >= 3:
+                run["cases"][parts[1]] = {"status": parts[2],
+                                          "detail": parts[3] if len(parts) > 3 else ""}
+        elif line.startswith("METRIC fio:"):
+            tag, _, js = line[len("METRIC fio:"):].partition(" ")
+            try:
+                run["fio"][tag] = json.loads(js[js.index("{"):])
+            except (ValueError, json.JSONDecodeError) as e:
+                run["fio"][tag] = {"parse_error": str(e)}
+        elif line.startswith("METRIC ctr:"):
+            tag, _, kv = line[len("METRIC ctr:"):].partition(" ")
+            c = {}
+            for item in kv.split(","):
+                k, _, v = item.partition("=")
+                try:
+                    c[k] = int(v)
+                except ValueError:
+                    c[k] = v
+            run["counters"][tag] = c
+        elif line.startswith("METRIC huge:"):
+            tag, _, v = line[len("METRIC huge:"):].partition(" ")
+            run["huge_pages_in_use"][tag] = v
+        elif line.startswith("INFO "):
+            run["info"].append(line[5:300])
+        elif line.startswith("GUEST-DONE"):
+            run["guest_done"] = True
+    run["figures"] = {tag: figures(j) for tag, j in run["fio"].items()}
+    return run
+
+
+def figures(j):
+    """fio JSON (group_reporting) -> bandwidth, IOPS, latency, I/O count."""
+    try:
+        job = j["jobs"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
+    ios = bw = iops = 0
+    clat_w = lat_w = 0.0
+    for dirn in ("read", "write"):
+        s = job[dirn]
+        n = s.get("total_ios", 0)
+        ios += n
+        bw += s.get("bw_bytes", 0)
+        iops += s.get("iops", 0.0)
+        clat_w += s.get("clat_ns", {}).get("mean", 0.0) * n
+        lat_w += s.get("lat_ns", {}).get("mean", 0.0) * n
+    if ios == 0:
+        return None
+    return {"bw_mib": bw / 2**20, "iops": iops, "clat_us": clat_w / ios / 1000,
+            "lat_us": lat_w / ios / 1000, "ios": ios, "error": job.get("error", 0)}
+
+
+def per_io(counters, ios):
+    out = {k: counters.get(k, 0) / ios for k in CTR_PER_IO if isinstance(counters.get(k), int)}
+    out["requests"] = sum(counters.get(k, 0) for k in
+                          ("req_map", "req_unmap", "req_attach", "req_detach", "req_probe")) / ios
+    out["sync_wait_us"] = counters.get("sync_wait_ns", 0) / ios / 1000
+    sw = counters.get("sync_waits", 0)
+    out["us_per_sync_wait"] = counters.get("sync_wait_ns", 0) / sw / 1000 if sw else 0.0
+    out["max_batch"] = counters.get("max_batch", 0)
+    out["errors"] = sum(v for k, v in counters.items() if k.startswith("err_") and isinstance(v, int))
+    return out
+
+
+def quick(d):
+    run = parse_run(d)
+    for tag, f in sorted(run.get("figures", {}).items()):
+        if not f:
+            print(f"    {run['config']} {tag}: no figures")
+            continue
+        s = (f"    {run['config']} {tag}: {f['bw_mib']:.0f} MiB/s {f['iops']:.0f} IOPS "
+             f"clat {f['clat_us']:.0f} us ({f['ios']} I/Os)")
+        c = run["counters"].get(tag)
+        if c:
+            p = per_io(c, f["ios"])
+            s += (f"; per I/O: kicks {p['kicks']:.2f} map {p['req_map']:.2f} unmap "
+                  f"{p['req_unmap']:.2f} sync_waits {p['sync_waits']:.2f} "
+                  f"wait {p['sync_wait_us']:.1f} us")
+        print(s)
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def rng(xs, fmt):
+    return f"{fmt.format(min(xs))}-{fmt.format(max(xs))}" if xs else "n/a"
+
+
+def summarize(runs, buffers):
+    """-> {buf: {cfg: {metric: {...}}}} with medians, ranges and ratios."""
+    summ = {}
+    metrics = (("A", "bw_mib"), ("B", "iops"), ("B", "clat_us"))
+    for buf in buffers:
+        base = {}
+        for r in runs:
+            if r["config"] == "no-iommu":
+                base[r["round"]] = r
+        cfgs = {}
+        for cfg in ORDER + sorted({r["config"] for r in runs} - set(ORDER)):
+            rs = [r for r in runs if r["config"] == cfg]
+            if not rs:
+                continue
+            ent = {}
+            for job, key in metrics:
+                tag = f"{job}-{buf}"
+                vals, ratios = [], []
+                for r in rs:
+                    f = r.get("figures", {}).get(tag)
+                    if not f:
+                        continue
+                    vals.append(f[key])
+                    b = base.get(r["round"], {}).get("figures", {}).get(tag)
+                    if b and b[key]:
+                        ratios.append(f[key] / b[key])
+                ent[f"{job}.{key}"] = {"values": vals, "median": med(vals),
+                                       "ratios": ratios, "ratio_median": med(ratios)}
+            ctrs = {}
+            for job in ("A", "B"):
+                tag = f"{job}-{buf}"
+                pis = [per_io(r["counters"][tag], r["figures"][tag]["ios"]) for r in rs
+                       if tag in r["counters"] and r.get("figures", {}).get(tag)]
+                if pis:
+                    ctrs[job] = {k: (max(p[k] for p in pis) if k in ("max_batch", "errors")
+                                     else med([p[k] for p in pis])) for k in pis[0]}
+                    ctrs[job]["runs"] = len(pis)
+            ent["counters_per_io"] = ctrs
+            ent["runs"] = len(rs)
+            ent["ok_runs"] = sum(1 for r in rs if r.get("ok"))
+            cfgs[cfg] = ent
+        summ[buf] = cfgs
+    return summ
+
+
+def best(cfgs, fam, key, lower=False):
+    cands = [(c, e[key]["ratio_median"] if e[key]["ratio_median"] is not None else e[key]["median"])
+             for c, e in cfgs.items() if family(c) == fam and e[key]["median"] is not None]
+    if not cands:
+        return None, None
+    return (min if lower else max)(cands, key=lambda x: x[1])
+
+
+def fmt(v, f="{:.2f}"):
+    return "n/a" if v is None else f.format(v)
+
+
+def table(cfgs, buf):
+    L = [f"### {BUFDESC.get(buf, buf)}", "",
+         "Medians over rounds, [min-max], and the median of per-round ratios to the same "
+         "round's no-iommu run (bandwidth and IOPS: higher is better; latency: lower is better).", "",
+         "| configuration | runs | A bandwidth MiB/s | A ratio | B IOPS | B ratio | B mean clat µs | B clat ratio |",
+         "|---|---|---|---|---|---|---|---|"]
+    for cfg, e in cfgs.items():
+        a, b, lat = e["A.bw_mib"], e["B.iops"], e["B.clat_us"]
+        name = cfg + (" (default)" if cfg == DEFAULT else "")
+        L.append(f"| {name} | {e['ok_runs']}/{e['runs']} | {fmt(a['median'], '{:.0f}')} [{rng(a['values'], '{:.0f}')}] "
+                 f"| {fmt(a['ratio_median'])} [{rng(a['ratios'], '{:.2f}')}] "
+                 f"| {fmt(b['median'], '{:.0f}')} [{rng(b['values'], '{:.0f}')}] "
+                 f"| {fmt(b['ratio_median'])} [{rng(b['ratios'], '{:.2f}')}] "
+                 f"| {fmt(lat['median'], '{:.0f}')} [{rng(lat['values'], '{:.0f}')}] "
+                 f"| {fmt(lat['ratio_median'])} [{rng(lat['ratios'], '{:.2f}')}] |")
+    return L
+
+
+def headline(cfgs):
+    L = ["| metric (ratio to no-iommu) | this module default (lazy+map-mq) | this module best | in-tree best | VT-d best | default / in-tree best | default / VT-d best | best / in-tree best |",
+         "|---|---|---|---|---|---|---|---|"]
+    for key, label, lower in (("A.bw_mib", "A randwrite bandwidth", False),
+                              ("B.iops", "B randrw IOPS", False),
+                              ("B.clat_us", "B mean completion latency", True)):
+        d = cfgs.get(DEFAULT, {}).get(key, {})
+        dv = d.get("ratio_median") if d.get("ratio_median") is not None else d.get("median")
+        ob, ov = best(cfgs, "ours", key, lower)
+        ib, iv = best(cfgs, "intree", key, lower)
+        vb, vv = best(cfgs, "vtd", key, lower)
+
+        def rel(x, y):
+            if x is None or y is None or y == 0:
+                return "n/a"
+            return f"{(y / x if lower else x / y):.2f}×"
+        L.append(f"| {label} | {fmt(dv)} | {fmt(ov)} ({ob}) | {fmt(iv)} ({ib}) | {fmt(vv)} ({vb}) "
+                 f"| {rel(dv, iv)} | {rel(dv, vv)} | {rel(ov, iv)} |")
+    L.append("")
+    L.append("(Relative figures: ratio of the two median ratios; for latency, inverted so that "
+             "above 1.00× means this module is faster. Targets from issue 4: default ≥ 1.25× in-tree best "
+             "on B IOPS, ≥ 1.10× on A bandwidth, ≥ 1.00× VT-d best on both.)")
+    return L
+
+
+def counter_table(cfgs):
+    L = ["| mode | job | kicks/IO | MAP/IO | UNMAP/IO | requests/IO | sync waits/IO | wait µs/IO | µs per wait | deferred timer/full/flush/map_sync per IO | merged map/unmap per IO | max batch | queue full/IO | errors |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for cfg, e in cfgs.items():
+        for job, c in sorted(e.get("counters_per_io", {}).items()):
+            L.append(f"| {cfg} | {job} | {c['kicks']:.2f} | {c['req_map']:.2f} | {c['req_unmap']:.2f} | "
+                     f"{c['requests']:.2f} | {c['sync_waits']:.2f} | {c['sync_wait_us']:.1f} | "
+                     f"{c['us_per_sync_wait']:.1f} | {c.get('deferred_timer', 0):.3f}/{c.get('deferred_full', 0):.3f}/"
+                     f"{c.get('deferred_flush', 0):.3f}/{c.get('deferred_map_sync', 0):.3f} | "
+                     f"{c.get('merged_maps', 0):.3f}/{c.get('merged_unmaps', 0):.3f} | {c['max_batch']} | "
+                     f"{c.get('queue_full', 0):.3f} | {c['errors']} |")
+    return L
+
+
+def chart(summ, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "python3-matplotlib is not installed: no chart (scripts/host-deps.sh installs it)"
+    bufs = list(summ)
+    metrics = (("A.bw_mib", "A: randwrite 64k bandwidth\n(ratio to no-iommu, higher better)"),
+               ("B.iops", "B: randrw 4k IOPS\n(ratio to no-iommu, higher better)"),
+               ("B.clat_us", "B: mean completion latency\n(ratio to no-iommu, lower better)"))
+    colors = {"none": "#888888", "intree": "#d62728", "vtd": "#ff7f0e", "ours": "#1f77b4"}
+    fig, axes = plt.subplots(len(bufs), 3, figsize=(15, 0.45 * len(ORDER) * len(bufs) + 1.5),
+                             squeeze=False)
+    for i, buf in enumerate(bufs):
+        cfgs = summ[buf]
+        names = [c for c in cfgs]
+        for k, (key, title) in enumerate(metrics):
+            ax = axes[i][k]
+            ys = list(range(len(names)))[::-1]
+            vals, lo, hi = [], [], []
+            for c in names:
+                e = cfgs[c][key]
+                rs = e["ratios"]
+                v = e["ratio_median"] if e["ratio_median"] is not None else 0
+                vals.append(v)
+                lo.append(v - min(rs) if rs else 0)
+                hi.append(max(rs) - v if rs else 0)
+            ax.barh(ys, vals, xerr=[lo, hi], color=[colors[family(c)] for c in names],
+                    capsize=2, edgecolor=["black" if c == DEFAULT else "none" for c in names])
+            ax.set_yticks(ys)
+            ax.set_yticklabels(names if k == 0 else [""] * len(names))
+            ax.axvline(1.0, color="black", lw=0.8, ls="--")
+            for y, v in zip(ys, vals):
+                if v:
+                    ax.text(v, y, f" {v:.2f}", va="center", fontsize=7)
+            ax.set_title(title + ("" if len(bufs) == 1 else f" — {buf} buffers"), fontsize=9)
+    fig.suptitle("virtio-iommu-fq benchmark, QEMU TCG guest, 2 vCPUs, null NVMe: median of per-round "
+                 "ratios to no-iommu (whiskers: min-max)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--elapsed", type=int, default=None)
+    ap.add_argument("--boot-failures", type=int, default=None)
+    ap.add_argument("--publish", default=None)
+    a = ap.parse_args()
+    if a.quick:
+        quick(a.dir)
+        return 0
+    meta = {}
+    mp = os.path.join(a.dir, "meta.json")
+    if os.path.exists(mp):
+        meta = json.load(open(mp))
+    runs = []
+    for n in sorted(os.listdir(a.dir)):
+        p = os.path.join(a.dir, n)
+        if os.path.isdir(p) and re.match(r"r\d+-", n):
+            r = parse_run(p)
+            r["ok"] = (r["guest_done"] and bool(r["cases"]) and
+                       all(c["status"] == "PASS" for c in r["cases"].values()))
+            runs.append(r)
+    buffers = meta.get("buffers") or ["huge"]
+    summ = summarize(runs, buffers)
+    meta["elapsed_s"] = a.elapsed
+    meta["boot_failures_retried"] = a.boot_failures
+    json.dump({"meta": meta, "runs": runs, "summary": summ},
+              open(os.path.join(a.dir, "results.json"), "w"), indent=1)
+    json.dump({"meta": meta, "summary": summ,
+               "runs": [{k: r.get(k) for k in ("round", "config", "ok", "attempts", "boot_failures",
+                                               "figures", "counters", "host_loadavg_after")}
+                        for r in runs]},
+              open(os.path.join(a.dir, "results-summary.json"), "w"), indent=1)
+
+    L = ["# Benchmark results", ""]
+    L.append(f"Command: `{meta.get('command', '?')}`, started {meta.get('started_utc', '?')}, "
+             f"{meta.get('rounds', '?')} round(s), {meta.get('runtime_s', '?')} s per fio job"
+             + (f", took {a.elapsed // 60} min {a.elapsed % 60} s" if a.elapsed is not None else "") + ".")
+    h = meta.get("host", {})
+    L.append(f"Host: {h.get('cpu', '?')}, {h.get('cpus', '?')} CPUs, {h.get('mem', '?')}, "
+             f"{h.get('os', '?')}, kernel {h.get('kernel', '?')}, {h.get('qemu', '?')}, {h.get('fio', '?')}. "
+             f"Guest: {meta.get('guest_kernel', '?')}, {meta.get('qemu', '?')}. "
+             f"Module {meta.get('module_version', '?')} (srcversion {meta.get('module_srcversion', '?')}, "
+             f"git {meta.get('git', '?')}{', src/ with uncommitted changes' if meta.get('src_uncommitted_files') else ''}).")
+    failed = [r for r in runs if not r["ok"]]
+    bf = sum(r.get("boot_failures", 0) or 0 for r in runs)
+    L.append(f"Boots: {len(runs)} runs, {len(runs) - len(failed)} with figures and every case passed, "
+             f"{len(failed)} failed; {bf} early-boot failure(s) retried (not counted as runs).")
+    for r in failed:
+        bad = [f"{k}: {v['detail'][:150]}" for k, v in r["cases"].items() if v["status"] != "PASS"]
+        L.append(f"- FAILED: round {r['round']} {r['config']}: {'; '.join(bad) or 'no results (' + str(r.get('attempts')) + ')'}")
+    L.append("")
+    for buf in buffers:
+        cfgs = summ[buf]
+        L += table(cfgs, buf)
+        L.append("")
+        if any(family(c) == "ours" for c in cfgs):
+            L.append(f"#### This module against the others ({buf} buffers)")
+            L.append("")
+            L += headline(cfgs)
+            L.append("")
+            L.append(f"#### This module's counters per I/O ({buf} buffers; medians over rounds; counters reset before each job, divided by fio's total I/O count)")
+            L.append("")
+            L += counter_table(cfgs)
+            L.append("")
+    err = chart(summ, os.path.join(a.dir, "chart.png"))
+    L.append(err or "Chart: chart.png")
+    L.append("")
+    open(os.path.join(a.dir, "summary.md"), "w").write("\n".join(L))
+    if a.publish:
+        os.makedirs(a.publish, exist_ok=True)
+        for f in ("summary.md", "results-summary.json", "chart.png"):
+            p = os.path.join(a.dir, f)
+            if os.path.exists(p):
+                shutil.copy(p, os.path.join(a.publish, f))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# The benchmark (DESIGN.md section 5): boots the Debian 12 6.12 guest under
+# QEMU TCG (q35, 2 vCPUs) once per configuration, configurations alternating
+# round after round, and runs two fio workloads on an NVMe device with a null
+# backend (QEMU null-co):
+#   A  randwrite, bs=64k, iodepth=16, one job per vCPU        -> bandwidth
+#   B  randrw 50/50, bs=4k, iodepth=128, one job              -> IOPS, mean
+#                                                                completion latency
+# with fio's buffers in hugetlbfs 2 MiB pages ("huge") and, with --ordinary,
+# also in fio's default malloc buffers ("ordinary", a separate table).
+#
+#   bench/run.sh [--rounds N] [--runtime S] [--configs a,b,...] [--ordinary]
+#                [--verify] [--smoke] [--out DIR] [--list]
+#
+#   --rounds N     rounds (default 5); each round boots every configuration once
+#   --runtime S    seconds per fio job (default 8)
+#   --configs L    comma-separated configurations (default: all; --list shows them)
+#   --ordinary     also run both jobs with ordinary buffers (second table)
+#   --verify       in each boot of this module, also a 16 MiB fio crc32c verify
+#                  on the file-backed NVMe
+#   --smoke        CI: 1 round of no-iommu and lazy+map-mq, runtime 2 s;
+#                  figures only, no thresholds
+#   --out DIR      results directory (default $VIOMMU_CACHE/bench/<UTC timestamp>)
+#
+# Output: DIR/<round>-<config>/ (QEMU logs, results.log), DIR/results.json
+# (every run: fio's JSON, this module's counters, boot attempts), DIR/summary.md
+# (tables), DIR/chart.png; a copy of summary.md, results-summary.json and
+# chart.png in bench/results/ (not for --smoke). The last line is
+# `SUITE bench: N passed, N failed, N skipped`, one case per boot
+# (configuration x round): it passes when the configuration ran and produced
+# figures. A boot that dies in early boot is retried (tests/lib/vm.sh retries
+# once; this script calls it up to twice) and counted in the report.
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../tests/lib/initramfs.sh
+. "$TOP/tests/lib/initramfs.sh"
+# shellcheck source=../tests/lib/vm.sh
+. "$TOP/tests/lib/vm.sh"
+
+# name  driver  group-type  map_batching  shadow_on_flush  guest-cmdline-extra
+ALL_CONFIGS=(
+	"no-iommu       none    -       - - -"
+	"intree-strict  intree  DMA     - - iommu.strict=1"
+	"intree-lazy    intree  DMA-FQ  - - iommu.strict=0"
+	"vtd-strict     vtd     DMA     - - intel_iommu=on iommu.strict=1"
+	"vtd-lazy       vtd     DMA-FQ  - - intel_iommu=on iommu.strict=0"
+	"strict         ours    DMA     0 0 -"
+	"strict+map     ours    DMA     1 0 -"
+	"lazy-mq        ours    DMA-FQ  0 0 -"
+	"lazy-sq        ours    DMA-FQ  0 1 -"
+	"lazy+map-mq    ours    DMA-FQ  1 0 -"
+	"lazy+map-sq    ours    DMA-FQ  1 1 -"
+)
+
+ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 VERIFY=0 SMOKE=0 OUT=""
+ARGS_GIVEN="$*"
+usage() { sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; }
+need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rounds) need_arg "$@"; ROUNDS=$2; shift ;;
+	--runtime) need_arg "$@"; RUNTIME=$2; shift ;;
+	--configs) need_arg "$@"; CONFIGS=$2; shift ;;
+	--ordinary) ORDINARY=1 ;;
+	--verify) VERIFY=1 ;;
+	--smoke) SMOKE=1 ;;
+	--out) need_arg "$@"; OUT=$2; shift ;;
+	--list) for c in "${ALL_CONFIGS[@]}"; do echo "${c%% *}"; done; exit 0 ;;
+	-h | --help) usage; exit 0 ;;
+	*) die "unknown argument '$1' (see --help)" ;;
+	esac
+	shift
+done
+if [ "$SMOKE" = 1 ]; then
+	ROUNDS=1 RUNTIME=2
+	[ -n "$CONFIGS" ] || CONFIGS=no-iommu,lazy+map-mq
+fi
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "--rounds must be 1..99, got '$ROUNDS'"
+[[ $RUNTIME =~ ^[1-9][0-9]{0,2}$ ]] || die "--runtime must be 1..999 seconds, got '$RUNTIME'"
+
+# Selected configurations, in the canonical order.
+declare -A CFG=()
+for c in "${ALL_CONFIGS[@]}"; do CFG[${c%% *}]=$c; done
+SEL=()
+if [ -z "$CONFIGS" ]; then
+	for c in "${ALL_CONFIGS[@]}"; do SEL+=("${c%% *}"); done
+else
+	for c in ${CONFIGS//,/ }; do
+		[ -n "${CFG[$c]:-}" ] || die "unknown configuration '$c' (known: $(bash "$0" --list | tr '\n' ' '))"
+		SEL+=("$c")
+	done
+fi
+[ ${#SEL[@]} -gt 0 ] || die "no configuration selected"
+BUFS=huge
+[ "$ORDINARY" = 1 ] && BUFS=huge,ordinary
+NBUFS=$((ORDINARY + 1))
+
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/host-deps.sh"
+command -v fio >/dev/null || die "fio missing: run scripts/host-deps.sh"
+[ -x /usr/bin/python3 ] || die "/usr/bin/python3 missing: run scripts/host-deps.sh"
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+[ -n "$OUT" ] || OUT=$VIOMMU_CACHE/bench/$STAMP
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+T0=$(date +%s)
+
+# ---- kernel, module, initramfs ---------------------------------------------------
+
+kver=$("$TOP/scripts/guest-kernels.sh" bookworm | tail -n1)
+tree=$VIOMMU_CACHE/kernels/$kver
+kernel=$tree/boot/vmlinuz-$kver
+ko=$("$TOP/scripts/build-module.sh" "$kver" 2>"$OUT/build.log" | tail -n1) ||
+	die "building the module for $kver failed (see $OUT/build.log)"
+[ -f "$ko" ] || die "no module built (see $OUT/build.log)"
+modver=$(modinfo -F version "$ko")
+modsrc=$(modinfo -F srcversion "$ko")
+initrd=$OUT/initrd.img
+viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/bench/guest.sh" "$ko:lib/modules/ours/virtio-iommu.ko"
+git_rev=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git_dirty=$(git -C "$TOP" status --porcelain --untracked-files=no -- src 2>/dev/null | wc -l)
+
+# meta.json: the machine and the command.
+/usr/bin/python3 - "$OUT/meta.json" <<EOF
+import json, os, platform, subprocess, sys
+def sh(c):
+    try:
+        return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:
+        return ""
+json.dump({
+    "command": "bench/run.sh $ARGS_GIVEN",
+    "started_utc": "$STAMP",
+    "rounds": $ROUNDS, "runtime_s": $RUNTIME, "buffers": "$BUFS".split(","),
+    "configs": "${SEL[*]}".split(), "smoke": $SMOKE, "verify": $VERIFY,
+    "guest_kernel": "$kver", "module_version": "$modver", "module_srcversion": "$modsrc",
+    "git": "$git_rev", "src_uncommitted_files": $git_dirty,
+    "host": {
+        "cpu": sh("sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1"),
+        "cpus": os.cpu_count(),
+        "mem": sh("free -g | awk '/^Mem:/{print \$2\" GiB\"}'"),
+        "kernel": platform.release(),
+        "os": sh(". /etc/os-release && echo \$PRETTY_NAME"),
+        "qemu": sh("qemu-system-x86_64 --version | head -n1"),
+        "fio": sh("fio --version"),
+        "loadavg_start": sh("cat /proc/loadavg"),
+    },
+    "qemu": "q35, -accel tcg,thread=multi -cpu max, -smp $VM_SMP -m $VM_MEM",
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+
+# ---- runs ---------------------------------------------------------------------------
+
+NSEL=${#SEL[@]}
+TOTAL=$((ROUNDS * NSEL))
+# First guess of one boot's wall time: ~30 s of boot and setup, ~4 s of fio
+# start-up per job.
+EST_BOOT=$((30 + 2 * NBUFS * (RUNTIME + 4) + VERIFY * 10))
+done_n=0 done_s=0 passed=0 failed=0 skipped=0 boot_failures=0
+FINDINGS=$VIOMMU_CACHE/bench-findings.md
+
+fmt_s() { printf '%d:%02d' $(($1 / 60)) $(($1 % 60)); }
+
+# record_finding RUNDIR CFG ROUND WHAT: append a console excerpt for the lead.
+record_finding() {
+	local d=$1 what=$4 excerpt
+	excerpt=$(tr -d '\r' <"$d/console.log" | grep -n -m1 -E 'BUG:|Oops|WARNING:|general protection|Kernel panic|Call Trace|did not answer|timed out' |
+		cut -d: -f1)
+	{
+		echo
+		echo "## $(date -u +%FT%TZ) bench: configuration $2, round $3: $what"
+		echo
+		echo "Run directory: \`$d\` (module $modver srcversion $modsrc, git $git_rev)."
+		echo
+		echo '```'
+		grep -E '^(RESULT .* FAIL|INFO bench)' "$d/results.log" 2>/dev/null | cut -c1-400 || true
+		grep -E '^METRIC ctr:' "$d/results.log" 2>/dev/null | cut -c1-600 || true
+		echo '--- console: virtio_iommu lines'
+		tr -d '\r' <"$d/console.log" | grep -E 'virtio_iommu|iommu group' | head -n 20 || true
+		echo '--- console: excerpt'
+		if [ -n "$excerpt" ]; then
+			tr -d '\r' <"$d/console.log" | sed -n "$((excerpt > 5 ? excerpt - 5 : 1)),$((excerpt + 45))p"
+		else
+			tr -d '\r' <"$d/console.log" | tail -n 30
+		fi
+		echo '```'
+	} >>"$FINDINGS"
+	log "finding recorded in $FINDINGS"
+}
+
+run_one() { # ROUND CONFIG
+	local r=$1 name=$2 drv type map sq extra d append status t1 n tries qargs=()
+	read -r _ drv type map sq extra <<<"${CFG[$name]}"
+	d=$OUT/r$r-$name
+	append="bench_cfg=$name bench_drv=$drv bench_type=$type bench_rt=$RUNTIME bench_bufs=$BUFS bench_jobs=A,B"
+	append+=" bench_verify=$([ "$drv" = ours ] && echo "$VERIFY" || echo 0)"
+	[ "$map" != - ] && append+=" bench_map=$map bench_sq=$sq"
+	[ "$extra" != - ] && append+=" $extra"
+	local iommu=1
+	case $drv in
+	none) iommu=0 ;;
+	vtd) iommu=0; qargs+=(-device intel-iommu) ;;
+	esac
+	qargs+=(-blockdev "driver=null-co,node-name=benchnull,size=8589934592"
+		-device "nvme,serial=bench-null,drive=benchnull")
+	t1=$(date +%s)
+	status=fail tries=""
+	for n in 1 2; do
+		if VM_IOMMU=$iommu VM_TIMEOUT=$((240 + 2 * NBUFS * (RUNTIME + 20))) VM_DISK_SIZE=64M \
+			viommu_vm_run "$d" "$kernel" "$initrd" "$append" -- "${qargs[@]}"; then
+			tries+="$VM_ATTEMPTS"
+			status=ok
+			break
+		fi
+		tries+="$VM_ATTEMPTS"
+		# QEMU refusing its command line is not an early-boot crash.
+		if grep -qs '^qemu-system-x86_64: ' "$d"/attempt-*/qemu.out; then
+			tries+=" [QEMU error: $(grep -hm1 '^qemu-system-x86_64: ' "$d"/attempt-*/qemu.out | head -n1 | cut -c1-200)]"
+			status=qemu-error
+			break
+		fi
+		[ "$VM_STATUS" = infra ] || break
+		tries+=" | "
+	done
+	n=$(grep -o 'infrastructure failure' <<<"$tries" | wc -l || true)
+	[ "$status" = qemu-error ] && n=0
+	boot_failures=$((boot_failures + n))
+	echo "$tries" >"$d/attempts.txt"
+	echo "$n" >"$d/boot_failures"
+	cat /proc/loadavg >"$d/loadavg"
+	local cases fails
+	cases=$(viommu_vm_results "$d" || true)
+	fails=$(grep -c '^FAIL' <<<"$cases" || true)
+	if [ "$status" = ok ] && [ "$fails" -eq 0 ] && grep -q '^GUEST-DONE' "$d/results.log"; then
+		passed=$((passed + 1))
+		echo "PASS bench $name round $r ($tries)"
+	else
+		failed=$((failed + 1))
+		echo "FAIL bench $name round $r ($tries)"
+		grep '^FAIL' <<<"$cases" | sed 's/^/    /' | cut -c1-300 || true
+		record_finding "$d" "$name" "$r" "$(grep -m1 '^FAIL' <<<"$cases" | cut -c1-200)${status:+ [boot: $status]}"
+	fi
+	if [ "$fails" -eq 0 ]; then
+		local warn=""
+		grep -qE 'BUG:|Oops|WARNING:|general protection|Call Trace' "$d/console.log" 2>/dev/null &&
+			warn="kernel warning in the console"
+		grep -qE 'virtio_iommu.*(did not answer|timed out|error|fail)' "$d/console.log" 2>/dev/null &&
+			warn="${warn:+$warn; }virtio_iommu error in the console: $(grep -m1 -E 'virtio_iommu.*(did not answer|timed out|error|fail)' "$d/console.log" | tr -d '\r' | cut -c1-150)"
+		grep -qE '^METRIC ctr:.*err_[a-z]*=[1-9]' "$d/results.log" 2>/dev/null &&
+			warn="${warn:+$warn; }error counters: $(grep -E '^METRIC ctr:' "$d/results.log" | grep -oE '(ctr:[A-Z]-[a-z]+|err_[a-z]*=[1-9][0-9]*)' | tr '\n' ' ')"
+		if [ -n "$warn" ]; then
+			echo "    WARNING: $warn (figures kept; recorded in $FINDINGS)"
+			record_finding "$d" "$name" "$r" "$warn (every case passed)"
+		fi
+	fi
+	/usr/bin/python3 "$TOP/bench/report.py" --quick "$d" || true
+	done_n=$((done_n + 1))
+	done_s=$((done_s + $(date +%s) - t1))
+}
+
+log "bench: ${#SEL[@]} configurations x $ROUNDS rounds, ${RUNTIME}s per job, buffers $BUFS, guest $kver, module $modver ($modsrc), results in $OUT"
+for r in $(seq 1 "$ROUNDS"); do
+	# Rotate the order every round so that no configuration always runs
+	# right after the same neighbour (drift and warm-up effects cancel).
+	for i in $(seq 0 $((NSEL - 1))); do
+		name=${SEL[$(((i + r - 1) % NSEL))]}
+		left=$((TOTAL - done_n))
+		per=$EST_BOOT
+		[ "$done_n" -gt 0 ] && per=$((done_s / done_n))
+		log "round $r/$ROUNDS, configuration $((i + 1))/$NSEL: $name (boot $((done_n + 1))/$TOTAL, elapsed $(fmt_s $(($(date +%s) - T0))), about $(fmt_s $((left * per))) left, load $(cut -d' ' -f1-3 /proc/loadavg))"
+		run_one "$r" "$name"
+	done
+done
+
+# ---- report -------------------------------------------------------------------------
+
+elapsed=$(($(date +%s) - T0))
+rep_args=("$OUT" --elapsed "$elapsed" --boot-failures "$boot_failures")
+[ "$SMOKE" = 1 ] || rep_args+=(--publish "$TOP/bench/results")
+/usr/bin/python3 "$TOP/bench/report.py" "${rep_args[@]}" || {
+	log "report generation failed"
+	failed=$((failed + 1))
+}
+[ -f "$OUT/summary.md" ] && cat "$OUT/summary.md"
+echo
+echo "results: $OUT (total $(fmt_s "$elapsed"), $boot_failures early-boot failures retried)"
+echo "SUITE bench: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
