@@ -282,6 +282,7 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
  * context it interrupted.
  */
 static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
+	__must_hold(&eng->lock)
 {
 	unsigned int cpu;
 
@@ -339,6 +340,7 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 			      bool (*done)(struct viommu_engine *eng,
 					   const void *arg),
 			      const void *arg)
+	__must_hold(&eng->lock)
 {
 	ktime_t now = ktime_get();
 	ktime_t deadline = ktime_add_ns(now, eng->timeout_ns);
