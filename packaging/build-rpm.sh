@@ -24,6 +24,7 @@ version=$(tr -d '[:space:]' <"$tree/VERSION")
 # rpm's Version may not contain '-'.
 [[ $version =~ ^[0-9][0-9A-Za-z.+~]*$ ]] || die "VERSION '$version' is not a valid rpm version"
 compgen -G "$tree/src/*.c" >/dev/null || die "no src/*.c in $tree"
+[ -r "$tree/docs/INSTALL.md" ] || die "no docs/INSTALL.md in $tree"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -44,6 +45,8 @@ for f in "$tree"/src/*.c "$tree"/src/*.h "$tree"/src/*.sh; do
 done
 cp "$tree/packaging/dkms/kernel-check.sh" "$stage/packaging/dkms/"
 cp "$here/rpm/90-virtio-iommu-fq.conf" "$stage/packaging/rpm/"
+mkdir -p "$stage/docs"
+cp "$tree/docs/INSTALL.md" "$stage/docs/"
 tar -C "$top/stage" --sort=name --owner=0 --group=0 --numeric-owner \
 	-czf "$top/SOURCES/$name-$version.tar.gz" "$name-$version"
 
