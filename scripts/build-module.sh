@@ -87,6 +87,8 @@ else
 	fi
 	ko=$SID_CHROOT/build/$kver/src/virtio-iommu.ko
 fi
-[ "$status" -eq 0 ] && [ -f "$ko" ] || die "build for $kver failed (log: $out/build.log)"
+if [ "$status" -ne 0 ] || [ ! -f "$ko" ]; then
+	die "build for $kver failed (log: $out/build.log)"
+fi
 cp "$ko" "$out/virtio-iommu.ko"
 echo "$out/virtio-iommu.ko"

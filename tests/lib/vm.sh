@@ -38,11 +38,13 @@ VM_DISK_SIZE=${VM_DISK_SIZE:-256M}
 VM_SMP=${VM_SMP:-2}
 VM_MEM=${VM_MEM:-2G}
 VM_IOMMU=${VM_IOMMU:-1}
+export VM_SHUTDOWN_S VM_WALL_S VM_ATTEMPTS VM_STATUS
 
 # _viommu_vm_boot_once ADIR KERNEL INITRD APPEND QEMU-ARGS...
 _viommu_vm_boot_once() {
 	local adir=$1 kernel=$2 initrd=$3 append=$4 pid start now sd_at="" end
 	shift 4
+	# shellcheck disable=SC2054 # commas belong to QEMU's option syntax
 	local args=(
 		-machine q35 -accel tcg,thread=multi -cpu max
 		-smp "$VM_SMP" -m "$VM_MEM"
