@@ -224,7 +224,10 @@ fio_parse() {
 
 # ---- kernel log -----------------------------------------------------------
 
-# dmesg_bad: print kernel log lines that must never appear.
+# dmesg_bad: print kernel log lines that must never appear: warnings, bugs,
+# oopses, unresolved symbols, stalls and lockups, and the driver's own
+# "device did not answer" (QEMU's device always answers; a bounded wait that
+# expires here means a lost request or notification).
 dmesg_bad() {
-	dmesg | grep -E 'WARNING:|BUG:|Unknown symbol|Oops|general protection|cut here|Call Trace|kernel BUG|list_del corruption|refcount_t:' || true
+	dmesg | grep -E 'WARNING:|BUG:|Unknown symbol|Oops|general protection|cut here|Call Trace|kernel BUG|list_del corruption|refcount_t:|detected stalls|soft lockup|blocked for more than|did not answer' || true
 }
