@@ -139,8 +139,18 @@ prepare_guest() {
 	install -m 644 "$here/guest/viommu-image-test.service" "$mnt/etc/systemd/system/"
 	ln -sf ../viommu-image-test.service \
 		"$mnt/etc/systemd/system/multi-user.target.wants/viommu-image-test.service"
-	printf 'EXPECT_DRIVER=%s\nEXPECT_VERSION=%s\nEXPECT_KNOB=%s\nACTION=%s\n' \
-		"$2" "$3" "$4" "${5:-}" >"$mnt/etc/viommu-image-test.conf"
+	# Units that only cost boot/shutdown time under TCG and have nothing to
+	# do with the IOMMU (docs/INSTALL-TEST.md): masked.
+	local u
+	for u in getty-static.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
+		systemd-update-utmp.service systemd-update-utmp-runlevel.service \
+		systemd-user-sessions.service; do
+		ln -sfn /dev/null "$mnt/etc/systemd/system/$u"
+	done
+	local fio=32M
+	[ "$2" != none ] || fio=0
+	printf 'EXPECT_DRIVER=%s\nEXPECT_VERSION=%s\nEXPECT_KNOB=%s\nACTION=%s\nFIO_SIZE=%s\n' \
+		"$2" "$3" "$4" "${5:-}" "$fio" >"$mnt/etc/viommu-image-test.conf"
 }
 
 # initrd_modules MNT: the virtio-iommu.ko paths inside the image's initramfs.
@@ -184,7 +194,7 @@ boot_and_check() {
 	case $drv in
 	ours) checks="reached driver-ours root-dma-fq fio-verify modprobe-knob" ;;
 	intree) checks="reached driver-intree root-behind-iommu fio-verify" ;;
-	none) checks="reached driver-none root-no-iommu fio-verify" ;;
+	none) checks="reached driver-none root-no-iommu" ;;
 	esac
 	[ "$action" != try-purge ] || checks+=" purge-refused"
 	for c in $checks; do
@@ -236,7 +246,7 @@ pkg_status() { # MNT -> "status version"
 host_module_checks() {
 	local name=$1 mnt=$2 ver=$3 dname st f iv hostk
 	dname=$(dkms_name "$mnt")
-	st=$(in_chroot "$mnt" dkms status 2>&1 | tr '\n' ';')
+	st=$(in_chroot "$mnt" dkms status 2>/dev/null | grep -F "$dname/" | tr '\n' ';')
 	hostk=$(uname -r)
 	f=$(in_chroot "$mnt" modinfo -k "$kver" -n virtio_iommu 2>&1)
 	if [[ $st == *"$dname/$ver, $kver, x86_64: installed"* ]] && [[ $st != *"$hostk"* ]] &&
@@ -271,7 +281,7 @@ prepare_guest "$mnt" none "" ""
 img_extract_boot "$mnt" "$kver" "$WORK/boot-stock"
 img_umount "$mnt"
 boot_image stock "$img" "" "$WORK/boot-stock" 1 300 "rootdelay=10"
-alert=$(console_text stock | grep -m1 -E 'does not exist|Gave up waiting for root' || true)
+alert=$(console_text stock | grep -E 'does not exist|Gave up waiting for root' | head -n2 | tr -s ' ' | tr '\n' ' ' || true)
 if [ -n "$alert" ] && ! console_text stock | grep -q '^RESULT reached'; then
 	t=$(fdiff "$(times_get stock start)" "$(console_first stock 'does not exist|Gave up waiting')")
 	result stock/stops-in-initramfs PASS "after ${t}s: $alert"
