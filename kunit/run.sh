@@ -1,0 +1,143 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Run the virtio-iommu-fq KUnit suites under QEMU (TCG) with kunit.py.
+#
+#   kunit/run.sh [SOURCE]       SOURCE: a kernel source tarball or tree
+#                               (default: Debian's linux-source-6.12 tarball)
+#   KUNIT_SOURCE=...            same as the argument
+#   KUNIT_FILTER='glob'         run only matching suites (kunit.py filter_glob)
+#
+# The kernel tree is a cache copy under $VIOMMU_CACHE/kunit/, never the
+# user's tree: the module's src/ and kunit/ are copied into
+# drivers/iommu/virtio-iommu-fq/ there and one line is added to
+# drivers/iommu/Kconfig and drivers/iommu/Makefile. The build directory is
+# kept, so reruns are incremental. Prints KUnit's own totals, fails on any
+# report of KASAN, lockdep, UBSAN, kmemleak or a WARN/BUG in the kernel log,
+# and ends with "SUITE kunit: N passed, N failed, N skipped".
+set -euo pipefail
+
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../scripts/common.sh
+. "$TOP/scripts/common.sh"
+
+KCACHE=$VIOMMU_CACHE/kunit
+SOURCE=${1:-${KUNIT_SOURCE:-}}
+FILTER=${KUNIT_FILTER:-}
+LOCK=$VIOMMU_CACHE/heavy.lock
+
+summary() {
+	echo "SUITE kunit: $1 passed, $2 failed, $3 skipped"
+}
+
+fail_early() {
+	log "error: $*"
+	summary 0 1 0
+	exit 1
+}
+
+# Build dependencies (qemu, flex, bison, libelf, linux-source-6.12, ...).
+if [ -z "${KUNIT_SKIP_DEPS:-}" ]; then
+	bash "$TOP/scripts/host-deps.sh" >/dev/null ||
+		fail_early "scripts/host-deps.sh failed"
+fi
+
+mkdir -p "$KCACHE"
+if [ -z "$SOURCE" ]; then
+	SOURCE=$(ls /usr/src/linux-source-6.12.tar.* 2>/dev/null | head -n1 || true)
+	[ -n "$SOURCE" ] || fail_early "no /usr/src/linux-source-6.12.tar.* (apt-get install linux-source-6.12)"
+fi
+[ -e "$SOURCE" ] || fail_early "kernel source $SOURCE does not exist"
+
+# The cache tree and build directory, named after the source.
+if [ -d "$SOURCE" ]; then
+	name=$(basename "$(cd "$SOURCE" && pwd)")
+else
+	name=$(basename "$SOURCE")
+	name=${name%%.tar*}
+fi
+TREE=$KCACHE/$name
+BUILD=$KCACHE/build
+[ "$name" = linux-source-6.12 ] || BUILD=$KCACHE/build-$name
+
+if [ ! -f "$TREE/.extracted" ] || [ "$SOURCE" -nt "$TREE/.extracted" ]; then
+	log "preparing kernel tree $TREE from $SOURCE"
+	rm -rf "$TREE" "$BUILD"
+	if [ -d "$SOURCE" ]; then
+		mkdir -p "$TREE"
+		rsync -a --exclude=.git "$SOURCE"/ "$TREE"/
+	else
+		tmp=$KCACHE/.extract.$$
+		rm -rf "$tmp"
+		mkdir -p "$tmp"
+		tar -C "$tmp" -xf "$SOURCE"
+		top=$(find "$tmp" -mindepth 1 -maxdepth 1 -type d | head -n1)
+		[ -n "$top" ] && [ -f "$top/Makefile" ] ||
+			fail_early "$SOURCE does not contain a kernel tree"
+		mv "$top" "$TREE"
+		rm -rf "$tmp"
+	fi
+	touch "$TREE/.extracted"
+fi
+[ -x "$TREE/tools/testing/kunit/kunit.py" ] || fail_early "$TREE has no kunit.py"
+
+# Place the module: production sources and the suites, side by side.
+DEST=$TREE/drivers/iommu/virtio-iommu-fq
+mkdir -p "$DEST"
+rsync -a --delete --checksum --exclude='*.o' --exclude='.*.cmd' "$TOP/src/" "$DEST/src/"
+rsync -a --delete --checksum --exclude='*.o' --exclude='.*.cmd' --exclude=run.sh \
+	"$TOP/kunit/" "$DEST/kunit/"
+rsync -a --checksum "$TOP/VERSION" "$DEST/VERSION"
+kline='source "drivers/iommu/virtio-iommu-fq/kunit/Kconfig"'
+mline='obj-$(CONFIG_VIRTIO_IOMMU_FQ) += virtio-iommu-fq/kunit/'
+grep -qxF "$kline" "$TREE/drivers/iommu/Kconfig" ||
+	printf '\n%s\n' "$kline" >>"$TREE/drivers/iommu/Kconfig"
+grep -qxF "$mline" "$TREE/drivers/iommu/Makefile" ||
+	printf '%s\n' "$mline" >>"$TREE/drivers/iommu/Makefile"
+
+OUT=$BUILD/run-output.txt
+mkdir -p "$BUILD"
+args=(run --arch=x86_64 --build_dir="$BUILD"
+      --kunitconfig="$DEST/kunit/.kunitconfig"
+      --jobs="$(nproc)" --timeout=900
+      --qemu_args="-smp 2 -cpu max -accel tcg,thread=multi")
+[ -z "$FILTER" ] || args+=("$FILTER")
+
+log "kunit.py ${args[*]} (waiting for $LOCK)"
+start=$(date +%s)
+set +e
+(cd "$TREE" && flock "$LOCK" python3 tools/testing/kunit/kunit.py "${args[@]}") 2>&1 |
+	tee "$OUT"
+rc=${PIPESTATUS[0]}
+set -e
+log "kunit.py exited $rc after $(( $(date +%s) - start )) s"
+
+# KUnit's own totals, e.g. "Testing complete. Ran 90 tests: passed: 90".
+totals=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT" | grep -o 'Testing complete\. Ran [0-9]* tests.*' | tail -n1 || true)
+count() { echo "$totals" | grep -o "$1: [0-9]*" | grep -o '[0-9]*$' || echo 0; }
+passed=$(count passed)
+failed=$(( $(count failed) + $(count crashed) + $(count errors) ))
+skipped=$(count skipped)
+if [ -z "$totals" ]; then
+	log "no KUnit totals in the output (build or boot failure)"
+	failed=$(( failed + 1 ))
+fi
+echo "KUnit totals: ${totals:-none}"
+
+# Reports of the kernel's debugging checks fail the run.
+LOG=$BUILD/test.log
+if [ -f "$LOG" ]; then
+	reports=$(grep -E 'BUG:|WARNING:|UBSAN:|kmemleak:|Kernel panic|general protection fault' "$LOG" || true)
+	if [ -n "$reports" ]; then
+		log "kernel debugging reports in $LOG:"
+		echo "$reports" | head -n 40 >&2
+		failed=$(( failed + 1 ))
+	fi
+else
+	log "no kernel log $LOG"
+	failed=$(( failed + 1 ))
+fi
+[ "$rc" -eq 0 ] || [ "$failed" -gt 0 ] || failed=1
+
+summary "$passed" "$failed" "$skipped"
+[ "$failed" -eq 0 ]
