@@ -12,7 +12,7 @@ PKGS=(
 	kmod cpio zstd xz-utils sparse python3 git python3-matplotlib
 	qemu-system-x86 qemu-utils fio busybox-static
 	debootstrap
-	debhelper dh-dkms dkms fakeroot lintian rpm rpmlint
+	debhelper dh-dkms dkms fakeroot lintian rpm rpmlint openssl
 	linux-source-6.12
 )
 
