@@ -130,6 +130,8 @@ static void viommu_config_validation(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, viommu_read_config(viommu), c->ret);
 	/* Only bypass may ever be written; this driver writes nothing. */
 	KUNIT_EXPECT_EQ(test, fake->config_writes, 0);
+	/* bypass is neither written nor relied upon (ATTACH_F_BYPASS is). */
+	KUNIT_EXPECT_EQ(test, fake->bypass_reads, 0);
 	if (c->ret)
 		return;
 	KUNIT_EXPECT_EQ(test, viommu->pgsize_bitmap, c->pgsize);

@@ -132,6 +132,10 @@ static void viommu_attach_identity_bypass_config(struct kunit *test)
 	const struct vfake_record *r;
 
 	KUNIT_EXPECT_EQ(test, viommu_def_domain_type(ep1->dev), 0);
+	/* Bypass domains cannot be given MAP or UNMAP requests at all. */
+	KUNIT_EXPECT_NULL(test, viommu_identity_domain.ops->map_pages);
+	KUNIT_EXPECT_NULL(test, viommu_identity_domain.ops->unmap_pages);
+	KUNIT_EXPECT_NULL(test, viommu_blocked_domain.ops->map_pages);
 	KUNIT_ASSERT_EQ(test, viommu_attach_identity(&viommu_identity_domain,
 						     ep1->dev), 0);
 	r = vfake_last(env->fake, VIRTIO_IOMMU_T_ATTACH);

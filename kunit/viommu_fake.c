@@ -46,6 +46,9 @@ static void vfake_config_get(struct virtio_device *vdev, unsigned int offset,
 		memset(buf, 0, len);
 		return;
 	}
+	if (offset <= offsetof(struct virtio_iommu_config, bypass) &&
+	    offset + len > offsetof(struct virtio_iommu_config, bypass))
+		fake->bypass_reads++;
 	memcpy(buf, (u8 *)&fake->config + offset, len);
 }
 

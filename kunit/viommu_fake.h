@@ -111,6 +111,7 @@ struct vfake {
 	struct virtio_device		vdev;
 	struct virtio_iommu_config	config;
 	unsigned int			config_writes;
+	unsigned int			bypass_reads;
 
 	/* Behaviour. */
 	enum vfake_mode			mode;
