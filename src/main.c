@@ -14,6 +14,7 @@
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
+#include <linux/virtio_ring.h>
 
 #include "viommu.h"
 
@@ -285,6 +286,21 @@ static void viommu_remove(struct virtio_device *vdev)
 	dev_info(&vdev->dev, "virtio-iommu-fq removed\n");
 }
 
+/*
+ * Do not negotiate VIRTIO_RING_F_EVENT_IDX for the queues. Requests are
+ * added while the device works on earlier ones; a device that publishes its
+ * avail_event threshold without a full barrier before re-reading the
+ * available index (seen with QEMU under TCG) can miss such a request, and
+ * from then on the threshold tells the driver that no notification is
+ * needed, stalling the queue. Without the feature the driver notifies
+ * unless the device sets VRING_USED_F_NO_NOTIFY.
+ */
+static int viommu_validate(struct virtio_device *vdev)
+{
+	__virtio_clear_bit(vdev, VIRTIO_RING_F_EVENT_IDX);
+	return 0;
+}
+
 static void viommu_config_changed(struct virtio_device *vdev)
 {
 	dev_warn(&vdev->dev, "configuration change ignored\n");
@@ -313,6 +329,7 @@ struct virtio_driver viommu_driver = {
 	.feature_table		= viommu_features,
 	.feature_table_size	= ARRAY_SIZE(viommu_features),
 	.id_table		= viommu_id_table,
+	.validate		= viommu_validate,
 	.probe			= viommu_probe,
 	.remove			= viommu_remove,
 	.config_changed		= viommu_config_changed,

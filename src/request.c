@@ -286,8 +286,9 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 {
 	unsigned int cpu;
 
-	if (!eng->ops->kick_prepare(eng->queue))
+	if (!eng->ops->kick_prepare(eng->queue) && !eng->force_kick)
 		return;
+	eng->force_kick = false;
 	cpu = smp_processor_id();
 	if (eng->kicking && eng->kicker_cpu != cpu) {
 		eng->kick_again = true;
@@ -935,9 +936,15 @@ static enum hrtimer_restart viommu_flush_timer_fn(struct hrtimer *timer)
 	unsigned long flags;
 
 	spin_lock_irqsave(&eng->lock, flags);
+	/*
+	 * Nobody waits for these UNMAPs, so nobody would notice a lost
+	 * notification: notify even if the queue says it is not needed.
+	 */
 	if (eng->nr_deferred &&
-	    !viommu_submit_all_locked(eng, &flags, VIOMMU_CAUSE_TIMER))
+	    !viommu_submit_all_locked(eng, &flags, VIOMMU_CAUSE_TIMER)) {
+		eng->force_kick = true;
 		viommu_kick_locked(eng, &flags);
+	}
 	viommu_reap_locked(eng);
 	spin_unlock_irqrestore(&eng->lock, flags);
 	return HRTIMER_NORESTART;

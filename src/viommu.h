@@ -189,6 +189,7 @@ struct viommu_knobs {
  * @done_seq: every request up to this sequence number has completed
  * @kicking: a CPU is notifying the device outside the lock
  * @kick_again: requests were added during that notification
+ * @force_kick: notify even if the queue does not ask for it
  * @kick_again_seq: the last request queued when kick_again was set
  * @kicker_cpu: the CPU that is notifying
  * @flush_timer: submits deferred UNMAPs after flush_timeout_ms
@@ -213,6 +214,7 @@ struct viommu_engine {
 	u64				done_seq;
 	bool				kicking;
 	bool				kick_again;
+	bool				force_kick;
 	u64				kick_again_seq;
 	unsigned int			kicker_cpu;
 	struct hrtimer			flush_timer;
