@@ -125,70 +125,66 @@ static struct viommu_dev *viommu_from_sysfs(struct device *dev)
 	return container_of(dev_to_iommu_device(dev), struct viommu_dev, iommu);
 }
 
-/* Knob attributes. */
+/* Knob attributes: one show and one store for the three knobs. */
 
-static ssize_t shadow_on_flush_show(struct device *dev,
-				    struct device_attribute *attr, char *buf)
+struct viommu_knob_attr {
+	struct device_attribute	attr;
+	size_t			offset;	/* in struct viommu_knobs */
+	unsigned int		max;
+};
+
+static unsigned int *viommu_knob_ptr(struct device *dev,
+				     struct device_attribute *attr)
 {
-	return sysfs_emit(buf, "%u\n",
-			  READ_ONCE(viommu_from_sysfs(dev)->engine.knobs.shadow_on_flush));
+	struct viommu_knob_attr *ka = container_of(attr, struct viommu_knob_attr,
+						   attr);
+
+	return (void *)&viommu_from_sysfs(dev)->engine.knobs + ka->offset;
 }
 
-static ssize_t shadow_on_flush_store(struct device *dev,
-				     struct device_attribute *attr,
-				     const char *buf, size_t count)
+static ssize_t viommu_knob_show(struct device *dev,
+				struct device_attribute *attr, char *buf)
 {
-	struct viommu_dev *viommu = viommu_from_sysfs(dev);
+	return sysfs_emit(buf, "%u\n", READ_ONCE(*viommu_knob_ptr(dev, attr)));
+}
+
+static ssize_t viommu_knob_store(struct device *dev,
+				 struct device_attribute *attr,
+				 const char *buf, size_t count)
+{
+	struct viommu_knob_attr *ka = container_of(attr, struct viommu_knob_attr,
+						   attr);
+	struct viommu_engine *eng = &viommu_from_sysfs(dev)->engine;
 	unsigned int v;
 
-	if (viommu_parse_knob(buf, count, 1, &v))
+	if (viommu_parse_knob(buf, count, ka->max, &v))
 		return -EINVAL;
-	WRITE_ONCE(viommu->engine.knobs.shadow_on_flush, v);
+	if (ka->offset == offsetof(struct viommu_knobs, flush_timeout_ms))
+		/* Also re-arms the deadline of UNMAPs already waiting. */
+		viommu_engine_set_flush_timeout(eng, v);
+	else
+		WRITE_ONCE(*viommu_knob_ptr(dev, attr), v);
 	return count;
 }
-static DEVICE_ATTR_RW(shadow_on_flush);
 
-static ssize_t flush_timeout_ms_show(struct device *dev,
-				     struct device_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n",
-			  READ_ONCE(viommu_from_sysfs(dev)->engine.knobs.flush_timeout_ms));
-}
-
-static ssize_t flush_timeout_ms_store(struct device *dev,
-				      struct device_attribute *attr,
-				      const char *buf, size_t count)
-{
-	struct viommu_dev *viommu = viommu_from_sysfs(dev);
-	unsigned int v;
-
-	if (viommu_parse_knob(buf, count, VIOMMU_FLUSH_TIMEOUT_MAX_MS, &v))
-		return -EINVAL;
-	viommu_engine_set_flush_timeout(&viommu->engine, v);
-	return count;
-}
-static DEVICE_ATTR_RW(flush_timeout_ms);
-
-static ssize_t map_batching_show(struct device *dev,
-				 struct device_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%u\n",
-			  READ_ONCE(viommu_from_sysfs(dev)->engine.knobs.map_batching));
-}
-
-static ssize_t map_batching_store(struct device *dev,
-				  struct device_attribute *attr,
-				  const char *buf, size_t count)
-{
-	struct viommu_dev *viommu = viommu_from_sysfs(dev);
-	unsigned int v;
-
-	if (viommu_parse_knob(buf, count, 1, &v))
-		return -EINVAL;
-	WRITE_ONCE(viommu->engine.knobs.map_batching, v);
-	return count;
-}
-static DEVICE_ATTR_RW(map_batching);
+static struct viommu_knob_attr viommu_knob_attrs[] = {
+	{
+		.attr	= __ATTR(shadow_on_flush, 0644, viommu_knob_show,
+				 viommu_knob_store),
+		.offset	= offsetof(struct viommu_knobs, shadow_on_flush),
+		.max	= 1,
+	}, {
+		.attr	= __ATTR(flush_timeout_ms, 0644, viommu_knob_show,
+				 viommu_knob_store),
+		.offset	= offsetof(struct viommu_knobs, flush_timeout_ms),
+		.max	= VIOMMU_FLUSH_TIMEOUT_MAX_MS,
+	}, {
+		.attr	= __ATTR(map_batching, 0644, viommu_knob_show,
+				 viommu_knob_store),
+		.offset	= offsetof(struct viommu_knobs, map_batching),
+		.max	= 1,
+	},
+};
 
 /* Counter attributes. */
 
@@ -288,9 +284,9 @@ static ssize_t reset_counters_store(struct device *dev,
 static DEVICE_ATTR_WO(reset_counters);
 
 static struct attribute *viommu_fq_attrs[] = {
-	&dev_attr_shadow_on_flush.attr,
-	&dev_attr_flush_timeout_ms.attr,
-	&dev_attr_map_batching.attr,
+	&viommu_knob_attrs[0].attr.attr,
+	&viommu_knob_attrs[1].attr.attr,
+	&viommu_knob_attrs[2].attr.attr,
 	&viommu_stat_attr_req_attach.attr.attr,
 	&viommu_stat_attr_req_detach.attr.attr,
 	&viommu_stat_attr_req_map.attr.attr,
