@@ -403,9 +403,41 @@ chmod 600 /var/lib/dkms/mok.key
 sha256sum /var/lib/dkms/mok.key /var/lib/dkms/mok.pub >"$STATE/test-key.sha256"
 serial=$(openssl x509 -inform DER -in /var/lib/dkms/mok.pub -noout -serial | sed 's/^serial=//')
 
-# --- install ---
+# --- install with only an unsupported kernel's headers ---
+# In a private mount namespace of the apt-get process tree, the 6.12
+# headers are hidden (an empty directory over /lib/modules/$KVER/build), so
+# the package's postinst sees the 6.1 headers only. The package is really
+# installed; nothing else on the host sees the hiding.
+if [ -n "$OLD" ]; then
+	log "apt-get install ./$(basename "$deb") with only linux-headers-$OLD visible"
+	mkdir -p "$WORK/empty"
+	hdr=$(readlink -f "/lib/modules/$KVER/build")
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	if timed apt-install-unsupported-only unshare --mount --propagation private bash -c \
+		'mount --bind "$1" "$2" && shift 2 && exec "$@"' _ "$WORK/empty" "$hdr" \
+		"${APT[@]}" install -y "$deb" >"$WORK/apt-install-old-only.log" 2>&1; then
+		rc=0
+	else
+		rc=$?
+	fi
+	grep -E "^$MODNAME: |Skipped|Building|skipped|headers" "$WORK/apt-install-old-only.log" | sed 's/^/  apt (6.1 headers only): /' || true
+	st=$(dkms status "$MODNAME" 2>/dev/null | grep -v readelf || true)
+	ok=1
+	[ "$rc" = 0 ] || ok=0
+	grep -q "^$MODNAME: not built for $OLD: neither CONFIG_ACPI_VIOT nor CONFIG_OF" \
+		"$WORK/apt-install-old-only.log" || ok=0
+	grep -qx 'Skipped.' "$WORK/apt-install-old-only.log" || ok=0
+	[ "$(pkg_state "$PKG")" = ii ] || ok=0
+	grep -q ': installed' <<<"$st" && ok=0
+	n=$(modinfo -k "$KVER" -n virtio_iommu 2>/dev/null || true)
+	[[ $n == */kernel/drivers/iommu/* ]] || ok=0
+	check install-unsupported-only "apt-get install exit $rc, package state '$(pkg_state "$PKG")'; postinst: '$(grep -m1 "^$MODNAME: not built for $OLD" "$WORK/apt-install-old-only.log")', then 'Skipped.'; dkms status: ${st:-none}; modinfo -n: $n" \
+		test $ok = 1
+fi
+
+# --- install (over the previous one, if any): builds for $KVER ---
 log "apt-get install ./$(basename "$deb")"
-if timed apt-install "${APT[@]}" install -y "$deb" >"$WORK/apt-install.log" 2>&1; then
+if timed apt-install "${APT[@]}" install -y --reinstall "$deb" >"$WORK/apt-install.log" 2>&1; then
 	PASS apt-install "apt-get install ./$(basename "$deb") exit 0"
 else
 	FAIL apt-install "$(grep -v readelf "$WORK/apt-install.log" | tail -n 15 | tr '\n' '|')"
