@@ -344,7 +344,6 @@ static void viommu_map_batching_kicks(struct kunit *test)
 	const struct viommu_batch_case *b = test->param_value;
 	struct viommu_dom_ctx c;
 	unsigned int i, kicks, notifies;
-	size_t mapped;
 	u64 iova, pa;
 
 	viommu_dom_setup(test, &c, true);
@@ -356,12 +355,9 @@ static void viommu_map_batching_kicks(struct kunit *test)
 	for (i = 0; i < b->pieces; i++) {
 		iova = SZ_1M + i * SZ_4K;
 		pa = b->contiguous ? SZ_4M + i * SZ_4K : SZ_4M + i * SZ_64K;
-		KUNIT_ASSERT_EQ(test, viommu_paging_ops.map_pages(&c.vdom->domain,
-				iova, pa, SZ_4K, 1, RW, GFP_KERNEL, &mapped), 0);
-		KUNIT_EXPECT_EQ(test, mapped, SZ_4K);
+		KUNIT_ASSERT_EQ(test, vfake_map_piece(c.vdom, iova, pa, RW), 0);
 	}
-	KUNIT_EXPECT_EQ(test, viommu_paging_ops.iotlb_sync_map(&c.vdom->domain,
-				SZ_1M, b->pieces * SZ_4K), 0);
+	KUNIT_EXPECT_EQ(test, vfake_sync_map(c.vdom, SZ_1M, b->pieces * SZ_4K), 0);
 	KUNIT_EXPECT_EQ(test, vfake_count_type(c.fake, VIRTIO_IOMMU_T_MAP), b->maps);
 	KUNIT_EXPECT_EQ(test, c.fake->nr_notify, b->kicks);
 	KUNIT_EXPECT_EQ(test, viommu_stat_read(c.eng, VIOMMU_STAT_KICKS) - kicks,
@@ -389,7 +385,6 @@ static void viommu_map_batching_merge_limits(struct kunit *test)
 	struct viommu_dom_ctx c;
 	struct viommu_domain *other;
 	struct viommu_endpoint *ep2;
-	size_t mapped;
 
 	viommu_dom_setup(test, &c, true);
 	ep2 = vfake_env_simple_endpoint(c.env, 4);
@@ -397,24 +392,18 @@ static void viommu_map_batching_merge_limits(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, viommu_attach_paging(&other->domain, ep2->dev), 0);
 	vfake_reset_counts(c.fake);
 
-	KUNIT_ASSERT_EQ(test, viommu_paging_ops.map_pages(&c.vdom->domain, SZ_1M,
-			SZ_4M, SZ_4K, 1, RW, GFP_KERNEL, &mapped), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_piece(c.vdom, SZ_1M, SZ_4M, RW), 0);
 	/* Same call, read-only: a new MAP. */
-	KUNIT_ASSERT_EQ(test, viommu_paging_ops.map_pages(&c.vdom->domain,
-			SZ_1M + SZ_4K, SZ_4M + SZ_4K, SZ_4K, 1, IOMMU_READ,
-			GFP_KERNEL, &mapped), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_piece(c.vdom, SZ_1M + SZ_4K, SZ_4M + SZ_4K,
+					      IOMMU_READ), 0);
 	/* Physical gap: a new MAP. */
-	KUNIT_ASSERT_EQ(test, viommu_paging_ops.map_pages(&c.vdom->domain,
-			SZ_1M + SZ_8K, SZ_8M, SZ_4K, 1, IOMMU_READ, GFP_KERNEL,
-			&mapped), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_piece(c.vdom, SZ_1M + SZ_8K, SZ_8M,
+					      IOMMU_READ), 0);
 	/* Another domain, contiguous addresses: a new MAP. */
-	KUNIT_ASSERT_EQ(test, viommu_paging_ops.map_pages(&other->domain,
-			SZ_1M + SZ_8K + SZ_4K, SZ_8M + SZ_4K, SZ_4K, 1, IOMMU_READ,
-			GFP_KERNEL, &mapped), 0);
-	KUNIT_EXPECT_EQ(test, viommu_paging_ops.iotlb_sync_map(&c.vdom->domain,
-				SZ_1M, SZ_16K), 0);
-	KUNIT_EXPECT_EQ(test, viommu_paging_ops.iotlb_sync_map(&other->domain,
-				SZ_1M, SZ_16K), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_piece(other, SZ_1M + SZ_8K + SZ_4K,
+					      SZ_8M + SZ_4K, IOMMU_READ), 0);
+	KUNIT_EXPECT_EQ(test, vfake_sync_map(c.vdom, SZ_1M, SZ_16K), 0);
+	KUNIT_EXPECT_EQ(test, vfake_sync_map(other, SZ_1M, SZ_16K), 0);
 	KUNIT_EXPECT_EQ(test, vfake_count_type(c.fake, VIRTIO_IOMMU_T_MAP), 4);
 	vfake_expect_same_mappings(test, c.fake, c.vdom);
 	vfake_expect_same_mappings(test, c.fake, other);
@@ -434,8 +423,7 @@ static void viommu_map_batching_failure(struct kunit *test)
 		KUNIT_ASSERT_EQ(test, vfake_map(c.vdom, SZ_1M + i * SZ_4K,
 						SZ_4M + i * SZ_64K, SZ_4K, RW), 0);
 	vfake_inject(c.fake, VIRTIO_IOMMU_T_MAP, 3, VIRTIO_IOMMU_S_NOMEM);
-	KUNIT_EXPECT_LT(test, viommu_paging_ops.iotlb_sync_map(&c.vdom->domain,
-				SZ_1M, 5 * SZ_4K), 0);
+	KUNIT_EXPECT_LT(test, vfake_sync_map(c.vdom, SZ_1M, 5 * SZ_4K), 0);
 	KUNIT_EXPECT_EQ(test, vfake_nr_mappings(c.fake, c.vdom->id), 4);
 	KUNIT_EXPECT_EQ(test, viommu_stat_read(c.eng, VIOMMU_STAT_ERR_NOMEM), 1);
 	/* iommu_map() unmaps the whole call on error. */
@@ -450,10 +438,8 @@ static void viommu_map_batching_failure(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, vfake_map(c.vdom, SZ_2M, SZ_8M, SZ_4K, RW), 0);
 	vfake_inject(c.fake, VIRTIO_IOMMU_T_MAP, 1, VIRTIO_IOMMU_S_INVAL);
 	KUNIT_ASSERT_EQ(test, vfake_map(c.vdom, SZ_4M, SZ_16M, SZ_4K, RW), 0);
-	KUNIT_EXPECT_EQ(test, viommu_paging_ops.iotlb_sync_map(&c.vdom->domain,
-				SZ_4M, SZ_4K), 0);
-	KUNIT_EXPECT_LT(test, viommu_paging_ops.iotlb_sync_map(&c.vdom->domain,
-				SZ_2M, SZ_4K), 0);
+	KUNIT_EXPECT_EQ(test, vfake_sync_map(c.vdom, SZ_4M, SZ_4K), 0);
+	KUNIT_EXPECT_LT(test, vfake_sync_map(c.vdom, SZ_2M, SZ_4K), 0);
 }
 
 /* With map_batching 0 a failed MAP fails the map_pages call itself. */

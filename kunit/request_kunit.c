@@ -53,7 +53,9 @@ static void viommu_request_status_errno(struct kunit *test)
 	int ret;
 
 	KUNIT_EXPECT_EQ(test, viommu_status_to_errno(c->status), c->err);
-	vfake_inject(env->fake, VIRTIO_IOMMU_T_ATTACH, 1, c->status);
+	/* An injected status is answered without applying the request. */
+	if (c->status != VIRTIO_IOMMU_S_OK)
+		vfake_inject(env->fake, VIRTIO_IOMMU_T_ATTACH, 1, c->status);
 	ret = viommu_attach_paging(&vdom->domain, ep->dev);
 	KUNIT_EXPECT_EQ(test, ret, c->err);
 	if (c->stat != VIOMMU_STAT_NR)

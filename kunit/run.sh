@@ -18,7 +18,7 @@
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=../scripts/common.sh
+# shellcheck source=scripts/common.sh disable=SC1091
 . "$TOP/scripts/common.sh"
 
 KCACHE=$VIOMMU_CACHE/kunit
@@ -44,7 +44,7 @@ fi
 
 mkdir -p "$KCACHE"
 if [ -z "$SOURCE" ]; then
-	SOURCE=$(ls /usr/src/linux-source-6.12.tar.* 2>/dev/null | head -n1 || true)
+	SOURCE=$(find /usr/src -maxdepth 1 -name 'linux-source-6.12.tar.*' | sort | head -n1)
 	[ -n "$SOURCE" ] || fail_early "no /usr/src/linux-source-6.12.tar.* (apt-get install linux-source-6.12)"
 fi
 [ -e "$SOURCE" ] || fail_early "kernel source $SOURCE does not exist"
@@ -72,8 +72,9 @@ if [ ! -f "$TREE/.extracted" ] || [ "$SOURCE" -nt "$TREE/.extracted" ]; then
 		mkdir -p "$tmp"
 		tar -C "$tmp" -xf "$SOURCE"
 		top=$(find "$tmp" -mindepth 1 -maxdepth 1 -type d | head -n1)
-		[ -n "$top" ] && [ -f "$top/Makefile" ] ||
+		if [ -z "$top" ] || [ ! -f "$top/Makefile" ]; then
 			fail_early "$SOURCE does not contain a kernel tree"
+		fi
 		mv "$top" "$TREE"
 		rm -rf "$tmp"
 	fi
@@ -89,6 +90,7 @@ rsync -a --delete --checksum --exclude='*.o' --exclude='.*.cmd' --exclude=run.sh
 	"$TOP/kunit/" "$DEST/kunit/"
 rsync -a --checksum "$TOP/VERSION" "$DEST/VERSION"
 kline='source "drivers/iommu/virtio-iommu-fq/kunit/Kconfig"'
+# shellcheck disable=SC2016 # a make variable, not a shell one
 mline='obj-$(CONFIG_VIRTIO_IOMMU_FQ) += virtio-iommu-fq/kunit/'
 grep -qxF "$kline" "$TREE/drivers/iommu/Kconfig" ||
 	printf '\n%s\n' "$kline" >>"$TREE/drivers/iommu/Kconfig"

@@ -153,8 +153,9 @@ static bool vfake_zero(const u8 *p, size_t len)
 	return !memchr_inv(p, 0, len);
 }
 
-static u8 vfake_dev_attach(struct vfake *fake, const struct virtio_iommu_req_attach *req,
-		       struct vfake_record *rec)
+static u8 vfake_dev_attach(struct vfake *fake,
+			   const struct virtio_iommu_req_attach *req,
+			   struct vfake_record *rec)
 {
 	u32 domain = le32_to_cpu(req->domain);
 	u32 flags = le32_to_cpu(req->flags);
@@ -208,8 +209,9 @@ static u8 vfake_dev_attach(struct vfake *fake, const struct virtio_iommu_req_att
 	return VIRTIO_IOMMU_S_OK;
 }
 
-static u8 vfake_dev_detach(struct vfake *fake, const struct virtio_iommu_req_detach *req,
-		       struct vfake_record *rec)
+static u8 vfake_dev_detach(struct vfake *fake,
+			   const struct virtio_iommu_req_detach *req,
+			   struct vfake_record *rec)
 {
 	u32 domain = le32_to_cpu(req->domain);
 	struct vfake_endpoint *ep;
@@ -234,8 +236,9 @@ static u8 vfake_dev_detach(struct vfake *fake, const struct virtio_iommu_req_det
 	return VIRTIO_IOMMU_S_OK;
 }
 
-static u8 vfake_dev_map(struct vfake *fake, const struct virtio_iommu_req_map *req,
-		    struct vfake_record *rec)
+static u8 vfake_dev_map(struct vfake *fake,
+			const struct virtio_iommu_req_map *req,
+			struct vfake_record *rec)
 {
 	u64 granule = le64_to_cpu(fake->config.page_size_mask);
 	u32 domain = le32_to_cpu(req->domain);
@@ -314,8 +317,9 @@ static u8 vfake_dev_map(struct vfake *fake, const struct virtio_iommu_req_map *r
 	return VIRTIO_IOMMU_S_NOMEM;
 }
 
-static u8 vfake_dev_unmap(struct vfake *fake, const struct virtio_iommu_req_unmap *req,
-		      struct vfake_record *rec)
+static u8 vfake_dev_unmap(struct vfake *fake,
+			  const struct virtio_iommu_req_unmap *req,
+			  struct vfake_record *rec)
 {
 	u32 domain = le32_to_cpu(req->domain);
 	u64 start = le64_to_cpu(req->virt_start);
@@ -372,7 +376,7 @@ static u8 vfake_dev_unmap(struct vfake *fake, const struct virtio_iommu_req_unma
 }
 
 static u8 vfake_dev_probe(struct vfake *fake, struct vfake_slot *slot,
-		      struct vfake_record *rec)
+			  struct vfake_record *rec)
 {
 	const struct virtio_iommu_req_probe *req = slot->out;
 	u32 probe_size = le32_to_cpu(fake->config.probe_size);
@@ -1106,6 +1110,23 @@ int vfake_map_sync(struct viommu_domain *vdom, u64 iova, u64 paddr, u64 size,
 
 	if (ret)
 		return ret;
+	return viommu_paging_ops.iotlb_sync_map(&vdom->domain, iova, size);
+}
+
+int vfake_map_piece(struct viommu_domain *vdom, u64 iova, u64 paddr, int prot)
+{
+	size_t mapped = 0;
+	int ret;
+
+	ret = viommu_paging_ops.map_pages(&vdom->domain, iova, paddr, SZ_4K, 1,
+					  prot, GFP_KERNEL, &mapped);
+	if (!ret && mapped != SZ_4K)
+		ret = -EFAULT;
+	return ret;
+}
+
+int vfake_sync_map(struct viommu_domain *vdom, u64 iova, u64 size)
+{
 	return viommu_paging_ops.iotlb_sync_map(&vdom->domain, iova, size);
 }
 

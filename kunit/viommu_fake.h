@@ -45,7 +45,8 @@
 enum vfake_mode {
 	VFAKE_IMMEDIATE,	/* process and complete when notified */
 	VFAKE_LATE,		/* process when notified, complete after
-				 * @delay_polls calls of get_used */
+				 * @delay_polls calls of get_used
+				 */
 	VFAKE_SILENT,		/* never look at the queue (until woken) */
 };
 
@@ -242,6 +243,9 @@ int vfake_map(struct viommu_domain *vdom, u64 iova, u64 paddr, u64 size,
 	      int prot);
 int vfake_map_sync(struct viommu_domain *vdom, u64 iova, u64 paddr, u64 size,
 		   int prot);
+/* One map_pages call of one piece, and an iotlb_sync_map, as the core does. */
+int vfake_map_piece(struct viommu_domain *vdom, u64 iova, u64 paddr, int prot);
+int vfake_sync_map(struct viommu_domain *vdom, u64 iova, u64 size);
 size_t vfake_unmap(struct viommu_domain *vdom, u64 iova, u64 size,
 		   bool lazy);
 unsigned int vfake_free_req_slots(struct viommu_engine *eng);
