@@ -25,7 +25,7 @@ BUFDESC = {
     "huge": "fio buffers in hugetlbfs (2 MiB pages)",
     "ordinary": "ordinary fio buffers (malloc; the guest kernel has THP=always)",
 }
-CTR_PER_IO = ["kicks", "req_map", "req_unmap", "sync_waits", "deferred_timer",
+CTR_PER_IO = ["kicks", "rekicks", "shared_kicks", "req_map", "req_unmap", "sync_waits", "deferred_timer",
               "deferred_full", "deferred_flush", "deferred_map_sync", "merged_maps",
               "merged_unmaps", "queue_full"]
 
@@ -129,7 +129,7 @@ def quick(d):
         c = run["counters"].get(tag)
         if c:
             p = per_io(c, f["ios"])
-            s += (f"; per I/O: kicks {p['kicks']:.2f} map {p['req_map']:.2f} unmap "
+            s += (f"; per I/O: kicks {p['kicks']:.2f} rekicks {p.get('rekicks', 0):.2f} map {p['req_map']:.2f} unmap "
                   f"{p['req_unmap']:.2f} sync_waits {p['sync_waits']:.2f} "
                   f"wait {p['sync_wait_us']:.1f} us")
         print(s)
@@ -243,12 +243,16 @@ def headline(cfgs):
     return L
 
 
+def opt(c, k):
+    return f"{c[k]:.3f}" if k in c else "n/a"
+
+
 def counter_table(cfgs):
-    L = ["| mode | job | kicks/IO | MAP/IO | UNMAP/IO | requests/IO | sync waits/IO | wait µs/IO | µs per wait | deferred timer/full/flush/map_sync per IO | merged map/unmap per IO | max batch | queue full/IO | errors |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    L = ["| mode | job | kicks/IO | rekicks/IO | shared kicks/IO | MAP/IO | UNMAP/IO | requests/IO | sync waits/IO | wait µs/IO | µs per wait | deferred timer/full/flush/map_sync per IO | merged map/unmap per IO | max batch | queue full/IO | errors |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cfg, e in cfgs.items():
         for job, c in sorted(e.get("counters_per_io", {}).items()):
-            L.append(f"| {cfg} | {job} | {c['kicks']:.2f} | {c['req_map']:.2f} | {c['req_unmap']:.2f} | "
+            L.append(f"| {cfg} | {job} | {c['kicks']:.2f} | {opt(c, 'rekicks')} | {opt(c, 'shared_kicks')} | {c['req_map']:.2f} | {c['req_unmap']:.2f} | "
                      f"{c['requests']:.2f} | {c['sync_waits']:.2f} | {c['sync_wait_us']:.1f} | "
                      f"{c['us_per_sync_wait']:.1f} | {c.get('deferred_timer', 0):.3f}/{c.get('deferred_full', 0):.3f}/"
                      f"{c.get('deferred_flush', 0):.3f}/{c.get('deferred_map_sync', 0):.3f} | "

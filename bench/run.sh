@@ -23,6 +23,10 @@
 #   --smoke        CI: 1 round of no-iommu and lazy+map-mq, runtime 2 s;
 #                  figures only, no thresholds
 #   --out DIR      results directory (default $VIOMMU_CACHE/bench/<UTC timestamp>)
+#   --profile S    record the host's QEMU process with perf (cpu-clock samples,
+#                  all threads) for S seconds from each job's start; reports
+#                  by thread, by DSO and by symbol in each run directory
+#                  (perf-<job>.txt); needs S < runtime
 #
 # Output: DIR/<round>-<config>/ (QEMU logs, results.log), DIR/results.json
 # (every run: fio's JSON, this module's counters, boot attempts), DIR/summary.md
@@ -33,6 +37,9 @@
 # figures. A boot that dies in early boot is retried (tests/lib/vm.sh retries
 # once; this script calls it up to twice) and counted in the report.
 set -euo pipefail
+# The whole script is one compound command, parsed before it runs: editing
+# this file during a long run cannot change the running benchmark.
+{
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../tests/lib/initramfs.sh
 . "$TOP/tests/lib/initramfs.sh"
@@ -54,7 +61,7 @@ ALL_CONFIGS=(
 	"lazy+map-sq    ours    DMA-FQ  1 1 -"
 )
 
-ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 VERIFY=0 SMOKE=0 OUT=""
+ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 VERIFY=0 SMOKE=0 OUT="" PROFILE=0
 ARGS_GIVEN="$*"
 usage() { sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; }
 need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
@@ -67,6 +74,7 @@ while [ $# -gt 0 ]; do
 	--verify) VERIFY=1 ;;
 	--smoke) SMOKE=1 ;;
 	--out) need_arg "$@"; OUT=$2; shift ;;
+	--profile) need_arg "$@"; PROFILE=$2; shift ;;
 	--list) for c in "${ALL_CONFIGS[@]}"; do echo "${c%% *}"; done; exit 0 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
@@ -79,6 +87,11 @@ if [ "$SMOKE" = 1 ]; then
 fi
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "--rounds must be 1..99, got '$ROUNDS'"
 [[ $RUNTIME =~ ^[1-9][0-9]{0,2}$ ]] || die "--runtime must be 1..999 seconds, got '$RUNTIME'"
+[[ $PROFILE =~ ^[0-9]{1,3}$ ]] || die "--profile must be a number of seconds, got '$PROFILE'"
+if [ "$PROFILE" -gt 0 ]; then
+	[ "$PROFILE" -lt "$RUNTIME" ] || die "--profile $PROFILE must be shorter than --runtime $RUNTIME"
+	command -v perf >/dev/null || die "--profile needs perf (Debian package linux-perf)"
+fi
 
 # Selected configurations, in the canonical order.
 declare -A CFG=()
@@ -164,7 +177,8 @@ FINDINGS=$VIOMMU_CACHE/bench-findings.md
 fmt_s() { printf '%d:%02d' $(($1 / 60)) $(($1 % 60)); }
 
 # record_finding RUNDIR CFG ROUND WHAT: append a console excerpt for the lead.
-record_finding() {
+record_finding() ( # runs in a subshell: a failing grep must not end the benchmark
+	set +e +o pipefail
 	local d=$1 what=$4 excerpt
 	excerpt=$(tr -d '\r' <"$d/console.log" | grep -n -m1 -E 'BUG:|Oops|WARNING:|general protection|Kernel panic|Call Trace|did not answer|timed out' |
 		cut -d: -f1)
@@ -188,7 +202,44 @@ record_finding() {
 		echo '```'
 	} >>"$FINDINGS"
 	log "finding recorded in $FINDINGS"
+)
+
+# profile_watch RUNDIR: for each job the guest starts, perf-record the QEMU
+# process for $PROFILE seconds (background; killed when the boot ends).
+profile_watch() {
+	set +e +o pipefail
+	local d=$1 tag pid seen=" "
+	while sleep 0.2; do
+		for tag in $(sed -n 's/^INFO job \([A-Z]-[a-z]*\) start.*/\1/p' "$d"/attempt-*/results.log 2>/dev/null); do
+			case $seen in *" $tag "*) continue ;; esac
+			seen+="$tag "
+			pid=$(pgrep -f -n "^qemu-system-x86_64 .*$d/attempt-")
+			[ -n "$pid" ] || continue
+			perf record -q -e cpu-clock -F 499 -p "$pid" -o "$d/perf-$tag.data" -- sleep "$PROFILE" \
+				>/dev/null 2>"$d/perf-$tag.err"
+		done
+	done
 }
+
+# profile_report RUNDIR: perf-<tag>.txt from each perf-<tag>.data.
+profile_report() (
+	set +e +o pipefail
+	local f out
+	for f in "$1"/perf-*.data; do
+		[ -f "$f" ] || continue
+		out=${f%.data}.txt
+		{
+			echo "# $(basename "$1") $(basename "$f" .data): perf record -e cpu-clock -F 499 -p <qemu> for ${PROFILE}s"
+			echo "## by thread"
+			perf report -i "$f" --stdio --sort comm 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 12
+			echo "## by DSO"
+			perf report -i "$f" --stdio --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 12
+			echo "## by thread and symbol (top 40)"
+			perf report -i "$f" --stdio --sort comm,dso,sym 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40
+		} >"$out"
+		rm -f "$f"
+	done
+)
 
 run_one() { # ROUND CONFIG
 	local r=$1 name=$2 drv type map sq extra d append status t1 n tries qargs=()
@@ -201,11 +252,20 @@ run_one() { # ROUND CONFIG
 	local iommu=1
 	case $drv in
 	none) iommu=0 ;;
-	vtd) iommu=0; qargs+=(-device intel-iommu) ;;
+	# Interrupt remapping off: under TCG the guest's IO-APIC timer check
+	# through a remapped IO-APIC fails now and then (early-boot panic "timer
+	# doesn't work through Interrupt-remapped IO-APIC"); DMA remapping, the
+	# part compared here, is unaffected.
+	vtd) iommu=0; qargs+=(-device "intel-iommu,intremap=off") ;;
 	esac
 	qargs+=(-blockdev "driver=null-co,node-name=benchnull,size=8589934592"
 		-device "nvme,serial=bench-null,drive=benchnull")
 	t1=$(date +%s)
+	local watcher=""
+	if [ "$PROFILE" -gt 0 ]; then
+		profile_watch "$d" &
+		watcher=$!
+	fi
 	status=fail tries=""
 	for n in 1 2; do
 		if VM_IOMMU=$iommu VM_TIMEOUT=$((240 + 2 * NBUFS * (RUNTIME + 20))) VM_DISK_SIZE=64M \
@@ -224,6 +284,11 @@ run_one() { # ROUND CONFIG
 		[ "$VM_STATUS" = infra ] || break
 		tries+=" | "
 	done
+	if [ -n "$watcher" ]; then
+		kill "$watcher" 2>/dev/null || true
+		wait "$watcher" 2>/dev/null || true
+		profile_report "$d"
+	fi
 	n=$(grep -o 'infrastructure failure' <<<"$tries" | wc -l || true)
 	[ "$status" = qemu-error ] && n=0
 	boot_failures=$((boot_failures + n))
@@ -246,8 +311,8 @@ run_one() { # ROUND CONFIG
 		local warn=""
 		grep -qE 'BUG:|Oops|WARNING:|general protection|Call Trace' "$d/console.log" 2>/dev/null &&
 			warn="kernel warning in the console"
-		grep -qE 'virtio_iommu.*(did not answer|timed out|error|fail)' "$d/console.log" 2>/dev/null &&
-			warn="${warn:+$warn; }virtio_iommu error in the console: $(grep -m1 -E 'virtio_iommu.*(did not answer|timed out|error|fail)' "$d/console.log" | tr -d '\r' | cut -c1-150)"
+		grep -qE 'virtio_iommu.*(did not answer|timed out|timeout|fault)' "$d/console.log" 2>/dev/null &&
+			warn="${warn:+$warn; }virtio_iommu error in the console: $(grep -m1 -E 'virtio_iommu.*(did not answer|timed out|timeout|fault)' "$d/console.log" | tr -d '\r' | cut -c1-150)"
 		grep -qE '^METRIC ctr:.*err_[a-z]*=[1-9]' "$d/results.log" 2>/dev/null &&
 			warn="${warn:+$warn; }error counters: $(grep -E '^METRIC ctr:' "$d/results.log" | grep -oE '(ctr:[A-Z]-[a-z]+|err_[a-z]*=[1-9][0-9]*)' | tr '\n' ' ')"
 		if [ -n "$warn" ]; then
@@ -288,3 +353,5 @@ echo
 echo "results: $OUT (total $(fmt_s "$elapsed"), $boot_failures early-boot failures retried)"
 echo "SUITE bench: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
+exit
+}
