@@ -20,6 +20,7 @@
 
 struct viommu_worker {
 	struct kunit		*test;
+	struct vfake		*fake;
 	struct viommu_domain	*vdom;
 	u64			base;
 	unsigned int		idx;
@@ -66,6 +67,10 @@ static int viommu_worker_fn(void *data)
 		err = viommu_paging_ops.iotlb_sync_map(d, iova, pages * SZ_4K);
 		if (err)
 			viommu_worker_fail(w, "iotlb_sync_map", iova, err);
+		/* Synced: the device holds exactly what the driver recorded. */
+		if (!vfake_range_consistent(w->fake, w->vdom, iova,
+					    iova + pages * SZ_4K - 1))
+			viommu_worker_fail(w, "device and driver disagree", iova, 0);
 		for (j = 0; j < pages; j++)
 			if (viommu_paging_ops.iova_to_phys(d, iova + j * SZ_4K + 4) !=
 			    (scattered ? pa + j * SZ_1M : pa + j * SZ_4K) + 4)
@@ -142,6 +147,7 @@ static void viommu_concurrent_map_unmap(struct kunit *test)
 								   ep->dev), 0);
 		}
 		w[i].test = test;
+		w[i].fake = env->fake;
 		w[i].vdom = doms[i];
 		w[i].idx = i;
 		w[i].base = SZ_1G + (u64)i * SZ_16M;

@@ -865,6 +865,45 @@ void vfake_expect_same_mappings(struct kunit *test, struct vfake *fake,
 	KUNIT_EXPECT_EQ(test, vfake_nr_mappings(fake, vdom->id), nr);
 }
 
+/*
+ * The driver's nodes and the device's mappings overlapping [start, last]
+ * are the same. Safe against concurrent requests for other ranges.
+ */
+bool vfake_range_consistent(struct vfake *fake, struct viommu_domain *vdom,
+			    u64 start, u64 last)
+{
+	unsigned long flags, fflags;
+	unsigned int i, nodes = 0, maps = 0;
+	struct viommu_mapping *m;
+	struct rb_node *node;
+	bool ok = true;
+
+	spin_lock_irqsave(&vdom->map_lock, flags);
+	spin_lock_irqsave(&fake->lock, fflags);
+	for (node = rb_first_cached(&vdom->mappings); node; node = rb_next(node)) {
+		const struct vfake_mapping *fm;
+
+		m = rb_entry(node, struct viommu_mapping, rb);
+		if (m->last < start || m->start > last)
+			continue;
+		nodes++;
+		fm = vfake_find_mapping(fake, vdom->id, m->start);
+		if (!fm || fm->start != m->start || fm->last != m->last ||
+		    fm->phys != m->paddr || fm->flags != m->flags)
+			ok = false;
+	}
+	for (i = 0; i < VFAKE_MAX_MAPPINGS; i++) {
+		const struct vfake_mapping *fm = &fake->mappings[i];
+
+		if (fm->used && fm->domain == vdom->id && fm->start <= last &&
+		    fm->last >= start)
+			maps++;
+	}
+	spin_unlock_irqrestore(&fake->lock, fflags);
+	spin_unlock_irqrestore(&vdom->map_lock, flags);
+	return ok && nodes == maps;
+}
+
 /* The environment. */
 
 static atomic_t vfake_env_ids = ATOMIC_INIT(0);

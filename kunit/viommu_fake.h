@@ -238,6 +238,9 @@ void vfake_expect_no_violations(struct kunit *test, struct vfake *fake);
 void vfake_expect_same_mappings(struct kunit *test, struct vfake *fake,
 				struct viommu_domain *vdom);
 
+bool vfake_range_consistent(struct vfake *fake, struct viommu_domain *vdom,
+			    u64 start, u64 last);
+
 /* Driver-side helpers. */
 int vfake_map(struct viommu_domain *vdom, u64 iova, u64 paddr, u64 size,
 	      int prot);
