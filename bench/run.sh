@@ -12,12 +12,13 @@
 # also in fio's default malloc buffers ("ordinary", a separate table).
 #
 #   bench/run.sh [--rounds N] [--runtime S] [--configs a,b,...] [--ordinary]
-#                [--verify] [--smoke] [--out DIR] [--list]
+#                [--bufs L] [--verify] [--smoke] [--out DIR] [--profile S] [--list]
 #
 #   --rounds N     rounds (default 5); each round boots every configuration once
 #   --runtime S    seconds per fio job (default 8)
 #   --configs L    comma-separated configurations (default: all; --list shows them)
 #   --ordinary     also run both jobs with ordinary buffers (second table)
+#   --bufs L       buffer kinds explicitly: huge, ordinary or huge,ordinary
 #   --verify       in each boot of this module, also a 16 MiB fio crc32c verify
 #                  on the file-backed NVMe
 #   --smoke        CI: 1 round of no-iommu and lazy+map-mq, runtime 2 s;
@@ -61,7 +62,7 @@ ALL_CONFIGS=(
 	"lazy+map-sq    ours    DMA-FQ  1 1 -"
 )
 
-ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 VERIFY=0 SMOKE=0 OUT="" PROFILE=0
+ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0
 ARGS_GIVEN="$*"
 usage() { sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; }
 need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
@@ -71,6 +72,7 @@ while [ $# -gt 0 ]; do
 	--runtime) need_arg "$@"; RUNTIME=$2; shift ;;
 	--configs) need_arg "$@"; CONFIGS=$2; shift ;;
 	--ordinary) ORDINARY=1 ;;
+	--bufs) need_arg "$@"; BUFS=$2; shift ;;
 	--verify) VERIFY=1 ;;
 	--smoke) SMOKE=1 ;;
 	--out) need_arg "$@"; OUT=$2; shift ;;
@@ -106,9 +108,15 @@ else
 	done
 fi
 [ ${#SEL[@]} -gt 0 ] || die "no configuration selected"
-BUFS=huge
-[ "$ORDINARY" = 1 ] && BUFS=huge,ordinary
-NBUFS=$((ORDINARY + 1))
+if [ -z "$BUFS" ]; then
+	BUFS=huge
+	[ "$ORDINARY" = 1 ] && BUFS=huge,ordinary
+fi
+case $BUFS in
+huge | ordinary) NBUFS=1 ;;
+huge,ordinary | ordinary,huge) NBUFS=2 ;;
+*) die "--bufs must be huge, ordinary or huge,ordinary, got '$BUFS'" ;;
+esac
 
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/host-deps.sh"
 command -v fio >/dev/null || die "fio missing: run scripts/host-deps.sh"
@@ -208,12 +216,15 @@ record_finding() ( # runs in a subshell: a failing grep must not end the benchma
 # process for $PROFILE seconds (background; killed when the boot ends).
 profile_watch() {
 	set +e +o pipefail
-	local d=$1 tag pid seen=" "
+	local d=$1 tag pid p seen=" "
 	while sleep 0.2; do
 		for tag in $(sed -n 's/^INFO job \([A-Z]-[a-z]*\) start.*/\1/p' "$d"/attempt-*/results.log 2>/dev/null); do
 			case $seen in *" $tag "*) continue ;; esac
 			seen+="$tag "
-			pid=$(pgrep -f -n "^qemu-system-x86_64 .*$d/attempt-")
+			pid=""
+			for p in $(pgrep -x qemu-system-x86); do
+				tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$d/attempt-" && pid=$p
+			done
 			[ -n "$pid" ] || continue
 			perf record -q -e cpu-clock -F 499 -p "$pid" -o "$d/perf-$tag.data" -- sleep "$PROFILE" \
 				>/dev/null 2>"$d/perf-$tag.err"
@@ -230,8 +241,8 @@ profile_report() (
 		out=${f%.data}.txt
 		{
 			echo "# $(basename "$1") $(basename "$f" .data): perf record -e cpu-clock -F 499 -p <qemu> for ${PROFILE}s"
-			echo "## by thread"
-			perf report -i "$f" --stdio --sort comm 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 12
+			echo "## by thread and DSO"
+			perf report -i "$f" --stdio --sort comm,dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 16
 			echo "## by DSO"
 			perf report -i "$f" --stdio --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 12
 			echo "## by thread and symbol (top 40)"
@@ -258,6 +269,8 @@ run_one() { # ROUND CONFIG
 	# part compared here, is unaffected.
 	vtd) iommu=0; qargs+=(-device "intel-iommu,intremap=off") ;;
 	esac
+	# Named QEMU threads (CPU 0/TCG, ...) for --profile; no effect otherwise.
+	qargs+=(-name "bench-$name,debug-threads=on")
 	qargs+=(-blockdev "driver=null-co,node-name=benchnull,size=8589934592"
 		-device "nvme,serial=bench-null,drive=benchnull")
 	t1=$(date +%s)
