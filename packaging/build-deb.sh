@@ -33,7 +33,6 @@ version=$(tr -d '[:space:]' <"$tree/VERSION")
 [[ $version =~ ^[0-9][0-9A-Za-z.+~]*$ ]] ||
 	die "VERSION '$version' is not a valid native Debian version"
 [ -r "$tree/src/Kbuild" ] || die "no src/Kbuild in $tree"
-[ -r "$tree/docs/INSTALL.md" ] || die "no docs/INSTALL.md in $tree"
 compgen -G "$tree/src/*.c" >/dev/null || die "no src/*.c in $tree"
 
 mkdir -p "$out"
@@ -55,8 +54,6 @@ for f in "$tree"/src/*.c "$tree"/src/*.h "$tree"/src/*.sh; do
 	cp -p "$f" "$src/src/"
 done
 cp "$tree/packaging/dkms/kernel-check.sh" "$src/packaging/dkms/"
-mkdir -p "$src/docs"
-cp "$tree/docs/INSTALL.md" "$src/docs/"
 cp -a "$here/deb" "$src/debian"
 
 # Maintainer scripts: paste the shared boot guard into the templates.
