@@ -50,11 +50,15 @@ static u32 viommu_prot_to_flags(struct viommu_dev *viommu, int prot)
  */
 struct iommu_domain *viommu_domain_alloc_paging(struct device *dev)
 {
-	struct viommu_endpoint *ep = dev_iommu_priv_get(dev);
-	struct viommu_dev *viommu = ep->viommu;
+	struct viommu_endpoint *ep = dev ? dev_iommu_priv_get(dev) : NULL;
 	struct viommu_domain *vdom;
+	struct viommu_dev *viommu;
 	int id;
 
+	/* A domain belongs to one instance: it needs a device to tell which. */
+	if (!ep)
+		return ERR_PTR(-ENODEV);
+	viommu = ep->viommu;
 	vdom = kzalloc(sizeof(*vdom), GFP_KERNEL);
 	if (!vdom)
 		return ERR_PTR(-ENOMEM);

@@ -257,6 +257,8 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 			req->done = true;
 			req->err = ret;
 			viommu_stat_add(eng, VIOMMU_STAT_ERR_IOERR, 1);
+			if (req->vdomain)
+				viommu_record_map_failure(req->vdomain, req);
 			dev_err_ratelimited(eng->dev, "cannot queue request: %d\n",
 					    ret);
 		}
