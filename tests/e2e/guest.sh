@@ -32,14 +32,43 @@ load_endpoints() {
 	modload nvme && modload virtio_blk
 }
 
-bring_up() {
-	_t0=$(uptime_s)
+load_all() {
 	if [ "$ORDER" = before ]; then
 		load_viommu "$MOD" && load_endpoints
 	else
 		load_endpoints && usleep 200000 && load_viommu "$MOD"
 	fi
-	_rc=$?
+}
+
+# bring_up: load the modules in the boot's order, at most 90 s; a load that
+# hangs is reported with the kernel's view of blocked and running tasks.
+bring_up() {
+	_t0=$(uptime_s)
+	load_all &
+	_lp=$!
+	_i=0
+	while kill -0 $_lp 2>/dev/null && [ $_i -lt 900 ]; do
+		usleep 100000
+		_i=$((_i + 1))
+	done
+	if kill -0 $_lp 2>/dev/null; then
+		info "module loading still running after 90 s: dumping blocked tasks and CPUs (console)"
+		echo 1 >/proc/sys/kernel/sysrq
+		echo w >/proc/sysrq-trigger
+		echo l >/proc/sysrq-trigger
+		for _k in /proc/[0-9]*; do
+			case $(cat "$_k/comm" 2>/dev/null) in
+			kworker* | insmod | nvme*)
+				if [ -s "$_k/stack" ] && ! grep -q 'worker_thread' "$_k/stack"; then
+					info "stack of $(basename "$_k") $(cat "$_k/comm"): $(tr '\n' ' ' <"$_k/stack")"
+				fi ;;
+			esac
+		done
+		_rc=124
+	else
+		wait $_lp
+		_rc=$?
+	fi
 	NVME=$(nvme_bdf)
 	VBLK=$(vblk_bdf)
 	NDISK=$(wait_blkdev "$NVME" 30)
@@ -535,6 +564,66 @@ case_unload() {
 	fi
 }
 
+# ---- trust policy ---------------------------------------------------------
+
+# The boot has a second NVMe controller behind a PCIe root port that an SSDT
+# marks external-facing (run.sh): the kernel marks that controller untrusted
+# (and removable). It must never get lazy (DMA-FQ) flushing: not by default,
+# not when asked for through the group type, and its I/O must produce no
+# deferred UNMAP at all.
+ext_nvme_bdf() {
+	for _p in /sys/bus/pci/devices/*; do
+		[ "$(cat "$_p/class")" = 0x010802 ] || continue
+		case $(basename "$_p") in 0000:00:*) continue ;; esac
+		basename "$_p"
+		return 0
+	done
+	return 1
+}
+
+case_untrusted() {
+	_e=$(ext_nvme_bdf) || { result untrusted-marked FAIL "no NVMe behind the root port: $(ls /sys/bus/pci/devices)"; return; }
+	_ed=$(wait_blkdev "$_e" 30)
+	_rm=$(cat "/sys/bus/pci/devices/$_e/removable" 2>/dev/null)
+	if [ "$_rm" != removable ]; then
+		result untrusted-marked FAIL "$_e removable='$_rm': the external-facing marking did not take ($(dmesg | grep -i -m2 'table upgrade\|SSDT'))"
+		for _c in untrusted-default-type untrusted-refuses-lazy untrusted-no-deferral; do
+			result "$_c" SKIP "device not marked untrusted"
+		done
+		return
+	fi
+	result untrusted-marked PASS "$_e (disk $_ed) behind an external-facing root port: removable=$_rm"
+	_g=$(group_of "$_e")
+	_t=$(group_type "$_g")
+	if [ "$_t" != DMA-FQ ] && [ "$_t" != identity ] && [ -n "$_t" ]; then
+		result untrusted-default-type PASS "group $_g type $_t (trusted NVMe: $(group_type "$(group_of "$NVME")"))"
+	else
+		result untrusted-default-type FAIL "group $_g type '$_t'"
+	fi
+	set_group_type "$_e" DMA-FQ
+	_rc=$?
+	_t2=$(group_type "$_g")
+	_ed=$(wait_blkdev "$_e" 30)
+	if [ "$_t2" != DMA-FQ ]; then
+		result untrusted-refuses-lazy PASS "writing DMA-FQ: rc=$_rc ($SGT_ERR), type stays $_t2"
+	else
+		# The core accepted the type: the driver must still not defer.
+		result untrusted-refuses-lazy SKIP "the kernel accepted DMA-FQ for the untrusted group (type $_t2); see untrusted-no-deferral"
+	fi
+	reset_counters
+	fio --name=ut --filename="/dev/$_ed" --direct=1 --ioengine=libaio --rw=randread \
+		--bs=4k --iodepth=16 --size=8M --output-format=terse >/dev/null 2>&1
+	_frc=$?
+	usleep 100000
+	_def=$(($(cnt deferred_timer) + $(cnt deferred_full) + $(cnt deferred_flush) + $(cnt deferred_map_sync)))
+	_d="fio rc=$_frc on $_ed (type $(group_type "$_g")): req_unmap=$(cnt req_unmap) deferred submissions=$_def pending=$(cnt pending_unmaps)"
+	if [ $_frc -eq 0 ] && [ "$(cnt req_unmap)" -gt 0 ] && [ $_def -eq 0 ] && [ "$(cnt pending_unmaps)" = 0 ]; then
+		result untrusted-no-deferral PASS "$_d"
+	else
+		result untrusted-no-deferral FAIL "$_d"
+	fi
+}
+
 # ---- main -----------------------------------------------------------------
 
 case $ROLE in
@@ -556,6 +645,19 @@ shutdown)
 	bring_up
 	case_groups
 	fio_case "fio-$SHUT-$TAG" "$NDISK" 8M
+	case_dmesg
+	;;
+untrusted)
+	plan "load-$TAG" untrusted-marked untrusted-default-type untrusted-refuses-lazy \
+		untrusted-no-deferral "dmesg-clean-$ROLE-$TAG"
+	bring_up
+	if ours; then
+		case_untrusted
+	else
+		for _c in untrusted-marked untrusted-default-type untrusted-refuses-lazy untrusted-no-deferral; do
+			result "$_c" SKIP "in-tree run: no counters"
+		done
+	fi
 	case_dmesg
 	;;
 knobs)

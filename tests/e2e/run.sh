@@ -10,7 +10,8 @@
 # With no kernel named, both run. --intree boots the kernel's own
 # virtio_iommu instead of ours (a self-test of the harness; the cases about
 # our module are reported as SKIP). --boots runs only some boots (comma
-# separated: main,after-reboot,before-reboot,after-poweroff,unload).
+# separated: main,after-reboot,before-reboot,after-poweroff,unload,
+# untrusted).
 #
 # Per kernel it prints one line per case ("PASS|FAIL|SKIP <kver> <boot>/<case>
 # <detail>"), then `SUITE e2e-<kver>: N passed, N failed, N skipped`; the exit
@@ -23,7 +24,7 @@ TOP=$(cd "$(dirname "$0")/../.." && pwd)
 . "$TOP/tests/lib/vm.sh"
 
 MOD=ours
-BOOTS=main,after-reboot,before-reboot,after-poweroff,unload
+BOOTS=main,after-reboot,before-reboot,after-poweroff,unload,untrusted
 KERNELS=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -45,9 +46,37 @@ boot_spec() {
 	before-reboot) echo "shutdown before reboot" ;;
 	after-poweroff) echo "shutdown after poweroff" ;;
 	unload) echo "unload before poweroff" ;;
+	untrusted) echo "untrusted before poweroff" ;;
 	knobs) echo "knobs before poweroff" ;;
 	*) die "unknown boot '$1'" ;;
 	esac
+}
+
+# The trust-policy boot: a second NVMe controller (null backend) behind a
+# PCIe root port at 00:06.0, which an SSDT marks external-facing. QEMU names
+# the port's ACPI device S<devfn> (devfn 0x30 -> S30).
+EXT_PORT_ADDR=0x6
+EXT_PORT_ACPI=S30
+EXT_QEMU_ARGS=(
+	-device "pcie-root-port,id=extport,bus=pcie.0,addr=$EXT_PORT_ADDR,chassis=9"
+	-blockdev "driver=null-co,node-name=extnull,size=268435456,read-zeroes=on"
+	-device "nvme,bus=extport,serial=viommu-ext,drive=extnull"
+)
+
+# untrusted_initrd INITRD OUT: prepend an uncompressed cpio holding the SSDT
+# (kernel/firmware/acpi/, the kernel's initrd table upgrade) to INITRD.
+untrusted_initrd() {
+	local tmp
+	command -v iasl >/dev/null || die "iasl missing: run scripts/host-deps.sh (acpica-tools)"
+	tmp=$(mktemp -d)
+	mkdir -p "$tmp/kernel/firmware/acpi"
+	sed "s/PORT/$EXT_PORT_ACPI/g" "$TOP/tests/e2e/external-port.asl" >"$tmp/extport.asl"
+	iasl -p "$tmp/extport" "$tmp/extport.asl" >"$tmp/iasl.log" 2>&1 ||
+		die "iasl failed: $(cat "$tmp/iasl.log")"
+	mv "$tmp/extport.aml" "$tmp/kernel/firmware/acpi/extport.aml"
+	(cd "$tmp" && find kernel | cpio -o -H newc --owner=0:0 --quiet) >"$2"
+	cat "$1" >>"$2"
+	rm -rf "$tmp"
 }
 
 # The longest a guest may take from its SHUTDOWN line to QEMU's exit.
@@ -83,8 +112,17 @@ run_kernel() {
 		append+=" viommu_expect_type=DMA-FQ viommu_fio_size=32M"
 		[ -n "$version" ] && append+=" viommu_version=$version viommu_srcversion=$srcversion"
 		log "$kver: boot '$b' ($role, virtio_iommu $order the endpoint drivers, ends with $shut)"
-		local ok=1
-		viommu_vm_run "$out/$b" "$tree/boot/vmlinuz-$kver" "$initrd" "$append" || ok=0
+		local ok=1 boot_initrd=$initrd qargs=()
+		local mem=2G
+		if [ "$b" = untrusted ]; then
+			boot_initrd=$out/initrd-untrusted.img
+			untrusted_initrd "$initrd" "$boot_initrd"
+			qargs=("${EXT_QEMU_ARGS[@]}")
+			# Untrusted devices bounce unaligned buffers through swiotlb,
+			# which x86 only sets up with memory above 4 GiB.
+			mem=5G
+		fi
+		VM_MEM=$mem viommu_vm_run "$out/$b" "$tree/boot/vmlinuz-$kver" "$boot_initrd" "$append" -- "${qargs[@]}" || ok=0
 		{
 			viommu_vm_results "$out/$b" | sed "s|^\([A-Z]*\) |\1 $kver $b/|"
 			if [ $ok = 1 ] && grep -q '^GUEST-DONE' "$out/$b/results.log"; then
