@@ -82,6 +82,7 @@ echo
 echo "== virtio-iommu-fq demo on $kver =="
 grep '^INFO SHOW ' "$out/run/results.log" | sed 's/^INFO SHOW /  /'
 echo
-viommu_vm_results "$out/run" | sed 's/^/  /'
+viommu_vm_results "$out/run" >"$out/run/verdict.txt"
+sed 's/^/  /' "$out/run/verdict.txt"
 echo "  (boot: $VM_ATTEMPTS; whole demo $(($(date +%s) - t0)) s; logs in $out/run/)"
 [ "$VM_FAIL" -eq 0 ]
