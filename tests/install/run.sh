@@ -83,6 +83,14 @@ installed() { case $(pkg_state "$1") in ii* | iF* | iU* | iH* | rc* | ri*) retur
 # $STATE/mok-none: the host had no key pair; $STATE/test-key.sha256: ours.
 restore_host() {
 	local rc=0 p
+	if [ -f "$STATE/rpm-scriptlets" ]; then
+		# The rpm scriptlet run's payload copy, unless dpkg owns it now.
+		if ! dpkg -S "/usr/src/$MODNAME-$VERSION" >/dev/null 2>&1; then
+			dkms remove "$MODNAME/$VERSION" --all >/dev/null 2>&1 || true
+			rm -rf "/usr/src/$MODNAME-$VERSION"
+		fi
+		rm -f "$STATE/rpm-scriptlets"
+	fi
 	if installed "$PKG"; then
 		log "restore: purging $PKG"
 		VIRTIO_IOMMU_FQ_FORCE_REMOVE=1 "${APT[@]}" purge -y -qq "$PKG" >"$STATE/restore-purge.log" 2>&1 || rc=1
@@ -136,8 +144,8 @@ fi
 if installed "$PKG"; then
 	die "$PKG is installed on this host (not by this suite): purge it first (apt-get purge $PKG)"
 fi
-if [ -e "/var/lib/dkms/$MODNAME" ]; then
-	die "/var/lib/dkms/$MODNAME exists (a manual dkms add?): remove it first (dkms remove $MODNAME/<version> --all)"
+if [ -e "/var/lib/dkms/$MODNAME" ] || compgen -G "/usr/src/$MODNAME-*" >/dev/null; then
+	die "/var/lib/dkms/$MODNAME or /usr/src/$MODNAME-* exists (a manual dkms add?): remove it first (dkms remove $MODNAME/<version> --all; rm -r /usr/src/$MODNAME-*)"
 fi
 
 log "host dependencies"
@@ -402,6 +410,36 @@ openssl req -new -x509 -nodes -days 2 -subj "/CN=$CN" -newkey rsa:2048 \
 chmod 600 /var/lib/dkms/mok.key
 sha256sum /var/lib/dkms/mok.key /var/lib/dkms/mok.pub >"$STATE/test-key.sha256"
 serial=$(openssl x509 -inform DER -in /var/lib/dkms/mok.pub -noout -serial | sed 's/^serial=//')
+
+# --- the rpm's DKMS scriptlets, run against this host's DKMS ---
+# The payload goes where rpm would put it (/usr/src/$MODNAME-$VERSION), then
+# %post (install), %posttrans, %preun and %postun (erase) run as rpm would
+# run them. Their dracut steps do nothing here (Debian has no dracut), so
+# the initramfs side of the rpm is covered only by the checks above.
+if [ -n "$rpmf" ] && [ -f "$WORK/rpm-postinstall.sh" ]; then
+	touch "$STATE/rpm-scriptlets"
+	cp -a "$WORK/rpm-x/usr/src/$MODNAME-$VERSION" /usr/src/
+	out=$(timed rpm-post sh "$WORK/rpm-postinstall.sh" 1 2>&1) && rc=0 || rc=$?
+	grep -v readelf <<<"$out" | grep -E "^$MODNAME|Error|skipped" | sed 's/^/  rpm %post: /' || true
+	n=$(modinfo -k "$KVER" -n virtio_iommu 2>/dev/null || true)
+	ok=1
+	[ "$rc" = 0 ] && [[ $n == /lib/modules/$KVER/updates/dkms/* ]] || ok=0
+	if [ -n "$OLD" ]; then
+		grep -q "^$MODNAME: skipped kernel $OLD" <<<"$out" || ok=0
+		ls /lib/modules/"$OLD"/updates/dkms/virtio-iommu.ko* >/dev/null 2>&1 && ok=0
+	fi
+	check rpm-scriptlet-post "%post exit $rc: modinfo -n $n${OLD:+; $OLD skipped with the reason}" test $ok = 1
+	out=$(sh "$WORK/rpm-posttrans.sh" 2>&1) && rc=0 || rc=$?
+	check rpm-scriptlet-posttrans "%posttrans exit $rc (no dracut here: nothing to do)" test "$rc" = 0
+	out=$(timed rpm-preun sh "$WORK/rpm-preuninstall.sh" 0 2>&1) && rc=0 || rc=$?
+	n=$(modinfo -k "$KVER" -n virtio_iommu 2>/dev/null || true)
+	check rpm-scriptlet-preun "%preun (erase) exit $rc: modinfo -n $n; /var/lib/dkms/$MODNAME $([ -e "/var/lib/dkms/$MODNAME" ] && echo left || echo gone)" \
+		bash -c "[ $rc = 0 ] && [[ '$n' == */kernel/drivers/iommu/* ]] && [ ! -e '/var/lib/dkms/$MODNAME' ]"
+	out=$(sh "$WORK/rpm-postuninstall.sh" 0 2>&1) && rc=0 || rc=$?
+	check rpm-scriptlet-postun "%postun (erase) exit $rc" test "$rc" = 0
+	rm -rf "/usr/src/$MODNAME-$VERSION"
+	rm -f "$STATE/rpm-scriptlets"
+fi
 
 # --- install with only an unsupported kernel's headers ---
 # In a private mount namespace of the apt-get process tree, the 6.12
