@@ -352,6 +352,12 @@ def main():
              f"git {meta.get('git', '?')}{', src/ with uncommitted changes' if meta.get('src_uncommitted_files') else ''}).")
     failed = [r for r in runs if not r["ok"]]
     bf = sum(r.get("boot_failures", 0) or 0 for r in runs)
+    loads = [float(r["host_loadavg_after"].split()[0]) for r in runs
+             if r.get("host_loadavg_after", "").split()]
+    if loads:
+        L.append(f"Host load average (1 min) after each boot: median {statistics.median(loads):.1f}, "
+                 f"min {min(loads):.1f}, max {max(loads):.1f} (2 CPUs; one guest of the benchmark "
+                 f"takes about 2 of it, the rest is other work on the machine).")
     L.append(f"Boots: {len(runs)} runs, {len(runs) - len(failed)} with figures and every case passed, "
              f"{len(failed)} failed; {bf} early-boot failure(s) retried (not counted as runs).")
     for r in failed:
