@@ -209,7 +209,7 @@ static void viommu_request_late_out_of_order(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, viommu_paging_ops.iotlb_sync_map(&vdom->domain,
 							       SZ_1M, 6 * SZ_64K), 0);
 	KUNIT_EXPECT_EQ(test, vfake_nr_mappings(env->fake, vdom->id), 6);
-	KUNIT_EXPECT_EQ(test, eng->done_seq, eng->next_seq);
+	KUNIT_EXPECT_EQ(test, eng->done_seq, eng->submit_seq);
 	vfake_expect_same_mappings(test, env->fake, vdom);
 	KUNIT_EXPECT_EQ(test, vfake_unmap(vdom, SZ_1M, 6 * SZ_64K, false),
 			6 * SZ_64K);

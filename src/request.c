@@ -8,9 +8,15 @@
  * device in one batch when somebody needs the result (a sync), when the
  * pending list is full, or when the deferral timer fires.
  *
- * Every sequence of requests is numbered. The device may complete requests
- * in any order; done_seq is the highest number below which every request
- * has completed, which is what a sync waits for.
+ * Requests are numbered when they are handed to the device. The device may
+ * complete them in any order; done_seq is the highest number below which
+ * every submitted request has completed, which is what a sync waits for.
+ *
+ * A map sync submits the MAPs but leaves deferred UNMAPs (of lazy domains)
+ * pending until VIOMMU_PIGGYBACK_MIN of them wait: dma-iommu does not reuse
+ * their IOVAs before flush_iotlb_all, so they may reach the device after
+ * later MAPs, and the longer they wait the more of them merge into one
+ * request. Then they ride along with the map sync, which saves a kick.
  *
  * The engine lock is only held to manipulate the lists and the queue. A CPU
  * notifies the device and polls for completions with the lock released, so
@@ -216,7 +222,8 @@ static void viommu_cancel_timer_locked(struct viommu_engine *eng)
 
 /*
  * Hand pending requests to the queue, in order, until the queue is full.
- * Return the number of requests still pending.
+ * A map sync may leave deferred UNMAPs pending. Return the number of requests
+ * still pending that should have been submitted.
  */
 static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 					 enum viommu_submit_cause cause)
@@ -228,14 +235,18 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 		[VIOMMU_CAUSE_SYNC] = VIOMMU_STAT_DEFERRED_FLUSH,
 		[VIOMMU_CAUSE_MAP_SYNC] = VIOMMU_STAT_DEFERRED_MAP_SYNC,
 	};
-	struct scatterlist out, in;
-	struct viommu_req *req;
+	bool keep_deferred = cause == VIOMMU_CAUSE_MAP_SYNC &&
+			     eng->nr_deferred < VIOMMU_PIGGYBACK_MIN &&
+			     !eng->deferred_conflict;
 	unsigned int batch = 0, deferred = 0;
+	struct viommu_req *req, *next;
+	struct scatterlist out, in;
 	void *data;
 	int ret;
 
-	while ((req = list_first_entry_or_null(&eng->pending,
-					       struct viommu_req, node))) {
+	list_for_each_entry_safe(req, next, &eng->pending, node) {
+		if (keep_deferred && req->deferred)
+			continue;
 		data = viommu_req_data(req);
 		sg_init_one(&out, data, req->out_len);
 		sg_init_one(&in, data + req->out_len, req->in_len);
@@ -244,6 +255,7 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 			viommu_stat_add(eng, VIOMMU_STAT_QUEUE_FULL, 1);
 			break;
 		}
+		req->seq = ++eng->submit_seq;
 		list_move_tail(&req->node, &eng->inflight);
 		eng->nr_pending--;
 		if (req->deferred) {
@@ -267,8 +279,11 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 		viommu_stat_add(eng, cause_stat[cause], deferred);
 	if (batch > eng->max_batch)
 		eng->max_batch = batch;
+	if (!eng->nr_deferred)
+		eng->deferred_conflict = false;
 	viommu_cancel_timer_locked(eng);
-	return eng->nr_pending;
+	return keep_deferred ? eng->nr_pending - eng->nr_deferred :
+			       eng->nr_pending;
 }
 
 /*
@@ -294,7 +309,7 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 	cpu = smp_processor_id();
 	if (eng->kicking && eng->kicker_cpu != cpu) {
 		eng->kick_again = true;
-		eng->kick_again_seq = eng->next_seq;
+		eng->kick_again_seq = eng->submit_seq;
 		return;
 	}
 	if (eng->kicking) {
@@ -460,7 +475,6 @@ static struct viommu_req *viommu_get_slot_locked(struct viommu_engine *eng,
 	}
 	req = list_first_entry(&eng->free_list, struct viommu_req, node);
 	list_del(&req->node);
-	req->seq = ++eng->next_seq;
 	req->vdomain = NULL;
 	req->owner = 0;
 	req->deferred = false;
@@ -489,7 +503,7 @@ static int viommu_sync_locked(struct viommu_engine *eng, unsigned long *flags,
 	ret = viommu_submit_all_locked(eng, flags, cause);
 	if (ret)
 		return ret;
-	target = eng->next_seq;
+	target = eng->submit_seq;
 	viommu_reap_locked(eng);
 	if (eng->done_seq >= target)
 		return 0;
@@ -652,6 +666,30 @@ static void viommu_limit_pending_locked(struct viommu_engine *eng,
 		viommu_kick_locked(eng, flags);
 }
 
+/*
+ * A MAP that overlaps a deferred UNMAP still pending (an IOVA reused before
+ * the flush, which dma-iommu never does) must not overtake it: make the
+ * next sync submit everything in order.
+ */
+static void viommu_check_deferred_conflict(struct viommu_engine *eng,
+					   u32 domain_id, u64 iova, u64 last)
+{
+	struct virtio_iommu_req_unmap *unmap;
+	struct viommu_req *req;
+
+	if (!eng->nr_deferred || eng->deferred_conflict)
+		return;
+	list_for_each_entry(req, &eng->pending, node) {
+		unmap = &req->buf.unmap;
+		if (req->deferred && le32_to_cpu(unmap->domain) == domain_id &&
+		    le64_to_cpu(unmap->virt_start) <= last &&
+		    le64_to_cpu(unmap->virt_end) >= iova) {
+			eng->deferred_conflict = true;
+			return;
+		}
+	}
+}
+
 /**
  * viommu_queue_map() - queue a MAP request
  * @eng: the engine
@@ -680,6 +718,7 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	u64 size;
 
 	spin_lock_irqsave(&eng->lock, irqflags);
+	viommu_check_deferred_conflict(eng, vdom->id, iova, last);
 	req = list_empty(&eng->pending) ? NULL :
 	      list_last_entry(&eng->pending, struct viommu_req, node);
 	if (merged)
@@ -724,8 +763,10 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 
 /*
  * Find a pending UNMAP of @domain_id exactly adjacent to [iova, last] that
- * can absorb it. Stop at a pending MAP of the same domain: an UNMAP must not
- * move ahead of a MAP queued after it.
+ * can absorb it. A strict UNMAP must not move ahead of a MAP of the same
+ * domain queued after the UNMAP it would join, so the search stops there;
+ * a deferred one may (see the top of this file), unless that MAP overlaps
+ * it.
  */
 static struct viommu_req *viommu_find_unmap_merge(struct viommu_engine *eng,
 						  u32 domain_id, u64 iova,
@@ -737,8 +778,13 @@ static struct viommu_req *viommu_find_unmap_merge(struct viommu_engine *eng,
 	list_for_each_entry_reverse(req, &eng->pending, node) {
 		if (req->ext || le32_to_cpu(req->buf.unmap.domain) != domain_id)
 			continue;
-		if (req->buf.head.type != VIRTIO_IOMMU_T_UNMAP)
+		if (req->buf.head.type != VIRTIO_IOMMU_T_UNMAP) {
+			if (deferred && req->buf.head.type == VIRTIO_IOMMU_T_MAP &&
+			    (le64_to_cpu(req->buf.map.virt_end) < iova ||
+			     le64_to_cpu(req->buf.map.virt_start) > last))
+				continue;
 			return NULL;
+		}
 		if (req->deferred != deferred)
 			continue;
 		unmap = &req->buf.unmap;

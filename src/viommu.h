@@ -41,6 +41,8 @@ struct virtqueue;
 #define VIOMMU_MAX_PENDING		64
 /* A waiter notifies the device again after this long without completion. */
 #define VIOMMU_REKICK_US		500
+/* Deferred UNMAPs that a map sync takes along (fewer wait for more merges). */
+#define VIOMMU_PIGGYBACK_MIN		32
 /* Default bounded wait for the device to complete a request. */
 #define VIOMMU_SYNC_TIMEOUT_MS		5000
 /* Knob limits. */
@@ -127,7 +129,7 @@ struct viommu_domain;
 /**
  * struct viommu_req - one request slot of the pool
  * @node: link in the engine's free, pending or in-flight list
- * @seq: submission order, assigned when the request is queued
+ * @seq: submission order, assigned when the request reaches the queue
  * @vdomain: domain of a MAP request, to report its failure
  * @owner: context that queued a MAP (merging stays within one caller)
  * @queued_at: when a deferred UNMAP was queued
@@ -185,11 +187,12 @@ struct viommu_knobs {
  * @nr_pending: requests on @pending
  * @nr_deferred: deferred UNMAPs on @pending
  * @oldest_deferred: queue time of the oldest deferred UNMAP
- * @next_seq: sequence number of the next queued request
- * @done_seq: every request up to this sequence number has completed
+ * @submit_seq: sequence number of the last request handed to the device
+ * @done_seq: every submitted request up to this number has completed
  * @kicking: a CPU is notifying the device outside the lock
  * @kick_again: requests were added during that notification
  * @force_kick: notify even if the queue does not ask for it
+ * @deferred_conflict: a pending MAP overlaps a pending deferred UNMAP
  * @kick_again_seq: the last request queued when kick_again was set
  * @kicker_cpu: the CPU that is notifying
  * @flush_timer: submits deferred UNMAPs after flush_timeout_ms
@@ -210,11 +213,12 @@ struct viommu_engine {
 	unsigned int			nr_pending;
 	unsigned int			nr_deferred;
 	ktime_t				oldest_deferred;
-	u64				next_seq;
+	u64				submit_seq;
 	u64				done_seq;
 	bool				kicking;
 	bool				kick_again;
 	bool				force_kick;
+	bool				deferred_conflict;
 	u64				kick_again_seq;
 	unsigned int			kicker_cpu;
 	struct hrtimer			flush_timer;
