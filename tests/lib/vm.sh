@@ -18,6 +18,9 @@
 # logs in DIR/attempt-<n>/; the last attempt's logs are linked as
 # DIR/console.log and DIR/results.log. Knobs (environment):
 #   VM_TIMEOUT   seconds before QEMU is killed (default 600)
+#   VM_START_TIMEOUT  seconds the guest has to reach /init (GUEST-START)
+#                before the boot counts as hung in early boot (default 180;
+#                an early-boot hang under TCG is an infrastructure failure)
 #   VM_DISK_SIZE size of each disk image (default 256M)
 #   VM_SMP VM_MEM          (default 2, 2G)
 #   VM_IOMMU=0             no virtio-iommu-pci (e.g. for a no-IOMMU baseline)
@@ -34,6 +37,7 @@
 #   FAIL), and sets VM_PASS VM_FAIL VM_SKIP counts.
 
 VM_TIMEOUT=${VM_TIMEOUT:-600}
+VM_START_TIMEOUT=${VM_START_TIMEOUT:-180}
 VM_DISK_SIZE=${VM_DISK_SIZE:-256M}
 VM_SMP=${VM_SMP:-2}
 VM_MEM=${VM_MEM:-2G}
@@ -42,7 +46,7 @@ export VM_SHUTDOWN_S VM_WALL_S VM_ATTEMPTS VM_STATUS
 
 # _viommu_vm_boot_once ADIR KERNEL INITRD APPEND QEMU-ARGS...
 _viommu_vm_boot_once() {
-	local adir=$1 kernel=$2 initrd=$3 append=$4 pid start now sd_at="" end
+	local adir=$1 kernel=$2 initrd=$3 append=$4 pid start now sd_at="" end started=""
 	shift 4
 	# shellcheck disable=SC2054 # commas belong to QEMU's option syntax
 	local args=(
@@ -73,6 +77,18 @@ _viommu_vm_boot_once() {
 		now=$(date +%s.%N)
 		if [ -z "$sd_at" ] && grep -q '^SHUTDOWN ' "$adir/results.log" 2>/dev/null; then
 			sd_at=$now
+		fi
+		if [ -z "$started" ]; then
+			if grep -q '^GUEST-START' "$adir/results.log" 2>/dev/null; then
+				started=1
+			elif [ "$(echo "$now - $start > $VM_START_TIMEOUT" | bc)" = 1 ]; then
+				VM_STATUS=timeout
+				echo "no GUEST-START after ${VM_START_TIMEOUT}s (early-boot hang): killed" >"$adir/runner.log"
+				kill "$pid" 2>/dev/null || true
+				sleep 1
+				kill -9 "$pid" 2>/dev/null || true
+				break
+			fi
 		fi
 		if [ "$(echo "$now - $start > $VM_TIMEOUT" | bc)" = 1 ]; then
 			VM_STATUS=timeout
@@ -106,7 +122,8 @@ _viommu_vm_boot_once() {
 # _viommu_vm_why ADIR: a one-line reason for a failed attempt.
 _viommu_vm_why() {
 	local l
-	l=$(grep -m1 -E 'Kernel panic|int3|general protection fault|BUG:' "$1/console.log" 2>/dev/null | tr -d '\r' | cut -c1-160)
+	l=$(cat "$1/runner.log" 2>/dev/null)
+	[ -n "$l" ] || l=$(grep -m1 -E 'Kernel panic|int3|general protection fault|BUG:' "$1/console.log" 2>/dev/null | tr -d '\r' | cut -c1-160)
 	[ -n "$l" ] || { [ -s "$1/console.log" ] && l="no GUEST-START; last console line: $(tr -d '\r' <"$1/console.log" | grep -v '^$' | tail -n1 | cut -c1-120)"; }
 	echo "${l:-no console output}"
 }
