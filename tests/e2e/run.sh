@@ -86,7 +86,13 @@ run_kernel() {
 	local which=$1 kver tree ko="" version="" srcversion="" out initrd b role order shut
 	local pass=0 fail=0 skip=0 t0 line s c d
 	t0=$(date +%s)
+	# (set -e does not apply here: run_kernel is called in a || list.)
 	kver=$("$TOP/scripts/guest-kernels.sh" "$which" | tail -n1)
+	if [ -z "$kver" ] || [ ! -f "$VIOMMU_CACHE/kernels/$kver/.complete" ]; then
+		echo "FAIL $which fetching the guest kernel failed"
+		echo "SUITE e2e-$which: 0 passed, 1 failed, 0 skipped"
+		return 1
+	fi
 	tree=$VIOMMU_CACHE/kernels/$kver
 	out=$VIOMMU_CACHE/e2e/$kver
 	mkdir -p "$out"
@@ -103,7 +109,11 @@ run_kernel() {
 		echo "INFO $kver module $ko version $version srcversion $srcversion"
 	fi
 	initrd=$out/initrd.img
-	viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/tests/e2e/guest.sh" "${extra[@]}"
+	if ! (viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/tests/e2e/guest.sh" "${extra[@]}"); then
+		echo "FAIL $kver building the initramfs failed"
+		echo "SUITE e2e-$kver: 0 passed, 1 failed, 0 skipped"
+		return 1
+	fi
 	local results=$out/results.txt
 	: >"$results"
 	for b in ${BOOTS//,/ }; do
@@ -116,7 +126,10 @@ run_kernel() {
 		local mem=2G
 		if [ "$b" = untrusted ]; then
 			boot_initrd=$out/initrd-untrusted.img
-			untrusted_initrd "$initrd" "$boot_initrd"
+			if ! (untrusted_initrd "$initrd" "$boot_initrd"); then
+				echo "FAIL $kver $b/boot could not build the SSDT initrd" | tee -a "$results"
+				continue
+			fi
 			qargs=("${EXT_QEMU_ARGS[@]}")
 			# Untrusted devices bounce unaligned buffers through swiotlb,
 			# which x86 only sets up with memory above 4 GiB.
