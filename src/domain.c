@@ -66,7 +66,7 @@ struct iommu_domain *viommu_domain_alloc_paging(struct device *dev)
 			     viommu->last_domain, GFP_KERNEL);
 	if (id < 0) {
 		kfree(vdom);
-		return ERR_PTR(id == -ENOSPC ? -ENOSPC : id);
+		return ERR_PTR(id);
 	}
 	vdom->id = id;
 	vdom->viommu = viommu;
