@@ -6,7 +6,9 @@
 # The sources (Makefile, VERSION, src/) are copied (rsync, timestamps kept,
 # so rebuilds are incremental) to $VIOMMU_CACHE/build/<kver>/tree and built
 # there; the result is $VIOMMU_CACHE/build/<kver>/virtio-iommu.ko, whose path
-# is printed on stdout. The full compiler output is in
+# is printed on stdout. With extra make arguments the build is a full one in
+# a separate clean tree ($VIOMMU_CACHE/build/<kver>/args/), so that W=1 and
+# C=1 see every file. The full compiler output is in
 # $VIOMMU_CACHE/build/<kver>/build.log and is also shown on stderr.
 #
 # Where it builds:
@@ -36,6 +38,16 @@ mkdir -p "$out"
 # One build per kernel at a time (suites may build concurrently).
 exec 8>"$out/.lock"
 flock 8
+# A build with extra make arguments (W=1, C=1, ...) starts from a clean copy
+# of its own, so that every file is compiled (and checked) again, and leaves
+# the plain build alone: $VIOMMU_CACHE/build/<kver>/args/virtio-iommu.ko.
+cdir=$kver
+if [ $# -gt 0 ]; then
+	out=$out/args
+	cdir=$kver-args
+	rm -rf "$out/tree" "${SID_CHROOT:?}/build/$cdir"
+	mkdir -p "$out"
+fi
 rm -f "$out/virtio-iommu.ko"
 
 sync_tree() { # DEST
@@ -78,14 +90,14 @@ else
 		"$VIOMMU_TOP/scripts/sid-chroot.sh" run sh -c \
 			'command -v sparse >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sparse; }' >&2
 	fi
-	sync_tree "$SID_CHROOT/build/$kver"
+	sync_tree "$SID_CHROOT/build/$cdir"
 	log "building for $kver in the sid chroot $*"
-	if ! "$VIOMMU_TOP/scripts/sid-chroot.sh" run make -C "/build/$kver" \
+	if ! "$VIOMMU_TOP/scripts/sid-chroot.sh" run make -C "/build/$cdir" \
 		KDIR="/usr/src/linux-headers-$kver" "$@" 2>&1 |
 		tee "$out/build.log" >&2; then
 		status=1
 	fi
-	ko=$SID_CHROOT/build/$kver/src/virtio-iommu.ko
+	ko=$SID_CHROOT/build/$cdir/src/virtio-iommu.ko
 fi
 if [ "$status" -ne 0 ] || [ ! -f "$ko" ]; then
 	die "build for $kver failed (log: $out/build.log)"
