@@ -81,6 +81,30 @@ def parse_run(d):
         elif line.startswith("GUEST-DONE"):
             run["guest_done"] = True
     run["figures"] = {tag: figures(j) for tag, j in run["fio"].items()}
+    # Host CPU time of the QEMU process during each job (bench/run.sh job_watch).
+    run["qemu_cpu"] = {}
+    for n in sorted(os.listdir(d)):
+        m = re.match(r"cpu-(.+)\.txt$", n)
+        if not m:
+            continue
+        c = {"threads": {}}
+        for line in open(os.path.join(d, n)):
+            k, _, v = line.strip().rpartition(" ")
+            try:
+                v = float(v)
+            except ValueError:
+                continue
+            if k.startswith("thread:"):
+                name = re.sub(r"CPU_\d+/TCG", "vCPUs", k[7:]).replace("_", " ")
+                c["threads"][name] = c["threads"].get(name, 0.0) + v
+            else:
+                c[k] = v
+        run["qemu_cpu"][m.group(1)] = c
+        f = run["figures"].get(m.group(1))
+        if f and c.get("cpu_s"):
+            f["qemu_cpu_us_per_io"] = c["cpu_s"] * 1e6 / f["ios"]
+            f["qemu_cpu_share"] = c["cpu_s"] / c["wall_s"] if c.get("wall_s") else None
+            f["qemu_main_thread_share"] = c["threads"].get("qemu-system-x86", 0.0) / c["cpu_s"]
     return run
 
 
@@ -146,7 +170,10 @@ def rng(xs, fmt):
 def summarize(runs, buffers):
     """-> {buf: {cfg: {metric: {...}}}} with medians, ranges and ratios."""
     summ = {}
-    metrics = (("A", "bw_mib"), ("B", "iops"), ("B", "clat_us"))
+    metrics = (("A", "bw_mib"), ("B", "iops"), ("B", "clat_us"),
+               ("A", "qemu_cpu_us_per_io"), ("B", "qemu_cpu_us_per_io"),
+               ("A", "qemu_cpu_share"), ("B", "qemu_cpu_share"),
+               ("A", "qemu_main_thread_share"), ("B", "qemu_main_thread_share"))
     for buf in buffers:
         base = {}
         for r in runs:
@@ -163,11 +190,11 @@ def summarize(runs, buffers):
                 vals, ratios = [], []
                 for r in rs:
                     f = r.get("figures", {}).get(tag)
-                    if not f:
+                    if not f or f.get(key) is None:
                         continue
                     vals.append(f[key])
                     b = base.get(r["round"], {}).get("figures", {}).get(tag)
-                    if b and b[key]:
+                    if b and b.get(key):
                         ratios.append(f[key] / b[key])
                 ent[f"{job}.{key}"] = {"values": vals, "median": med(vals),
                                        "ratios": ratios, "ratio_median": med(ratios)}
@@ -216,6 +243,31 @@ def table(cfgs, buf):
                  f"| {fmt(lat['median'], '{:.0f}')} [{rng(lat['values'], '{:.0f}')}] "
                  f"| {fmt(lat['ratio_median'])} [{rng(lat['ratios'], '{:.2f}')}] |")
     return L
+
+
+def cpu_table(cfgs, buf):
+    L = [f"#### Host CPU time of QEMU per I/O ({buf} buffers)", "",
+         "CPU time (user + system, all threads) the QEMU process used from the start of each fio job to its "
+         "end, divided by the job's I/Os: the emulation cost of one I/O, which is far less sensitive to the "
+         "other work on the machine than throughput (a starved QEMU does fewer I/Os but also uses less CPU). "
+         "Lower is better; ratio to the same round's no-iommu. \"CPU share\" is the QEMU process's CPU time "
+         "over wall time (2.00 = both host CPUs); \"main loop\" is the share of QEMU's CPU time spent in its "
+         "main-loop thread (device emulation outside the vCPU threads).", "",
+         "| configuration | A µs/IO | A ratio | A CPU share | A main loop | B µs/IO | B ratio | B CPU share | B main loop |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for cfg, e in cfgs.items():
+        a, b = e.get("A.qemu_cpu_us_per_io"), e.get("B.qemu_cpu_us_per_io")
+        if not a or (a["median"] is None and b["median"] is None):
+            continue
+        row = [cfg + (" (default)" if cfg == DEFAULT else "")]
+        for job, x in (("A", a), ("B", b)):
+            row.append(f"{fmt(x['median'], '{:.0f}')} [{rng(x['values'], '{:.0f}')}]")
+            row.append(f"{fmt(x['ratio_median'])} [{rng(x['ratios'], '{:.2f}')}]")
+            row.append(fmt(e[f"{job}.qemu_cpu_share"]["median"]))
+            ms = e[f"{job}.qemu_main_thread_share"]["median"]
+            row.append("n/a" if ms is None else f"{100 * ms:.0f}%")
+        L.append("| " + " | ".join(row) + " |")
+    return L if len(L) > 6 else []
 
 
 def headline(cfgs):
@@ -368,6 +420,10 @@ def main():
         cfgs = summ[buf]
         L += table(cfgs, buf)
         L.append("")
+        ct = cpu_table(cfgs, buf)
+        if ct:
+            L += ct
+            L.append("")
         if any(family(c) == "ours" for c in cfgs):
             L.append(f"#### This module against the others ({buf} buffers)")
             L.append("")

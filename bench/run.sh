@@ -212,22 +212,55 @@ record_finding() ( # runs in a subshell: a failing grep must not end the benchma
 	log "finding recorded in $FINDINGS"
 )
 
-# profile_watch RUNDIR: for each job the guest starts, perf-record the QEMU
-# process for $PROFILE seconds (background; killed when the boot ends).
-profile_watch() {
+# qemu_ticks PID: "<name> <ticks>" per thread of PID (utime + stime in clock
+# ticks; thread names come from -name debug-threads=on, spaces as _), and a
+# "total" line for the whole process.
+qemu_ticks() {
+	local t c
+	for t in /proc/"$1"/task/*; do
+		c=$(tr ' ' '_' <"$t/comm" 2>/dev/null) || continue
+		echo "$c $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+	done
+	echo "total $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}')"
+}
+
+# job_watch RUNDIR (background, killed when the boot ends): for each fio job
+# of the guest, from its "INFO job <tag> start" line to its "RESULT <tag>"
+# line, the host CPU time the QEMU process used (per thread), written to
+# RUNDIR/cpu-<tag>.txt; with --profile, also perf-record the QEMU process
+# for $PROFILE seconds from the job's start.
+job_watch() {
 	set +e +o pipefail
-	local d=$1 tag pid p seen=" "
+	local d=$1 tag pid="" p seen=" " ended=" " hz
+	hz=$(getconf CLK_TCK)
 	while sleep 0.2; do
-		for tag in $(sed -n 's/^INFO job \([A-Z]-[a-z]*\) start.*/\1/p' "$d"/attempt-*/results.log 2>/dev/null); do
-			case $seen in *" $tag "*) continue ;; esac
-			seen+="$tag "
+		if [ -z "$pid" ] || [ ! -d "/proc/$pid" ]; then
 			pid=""
 			for p in $(pgrep -x qemu-system-x86); do
 				tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$d/attempt-" && pid=$p
 			done
 			[ -n "$pid" ] || continue
-			perf record -q -e cpu-clock -F 499 -p "$pid" -o "$d/perf-$tag.data" -- sleep "$PROFILE" \
-				>/dev/null 2>"$d/perf-$tag.err"
+		fi
+		for tag in $(sed -n 's/^INFO job \([A-Z]-[a-z]*\) start.*/\1/p' "$d"/attempt-*/results.log 2>/dev/null); do
+			case $seen in *" $tag "*) continue ;; esac
+			seen+="$tag "
+			{ date +%s.%N; qemu_ticks "$pid"; } >"$d/.cpu-start-$tag"
+			if [ "$PROFILE" -gt 0 ]; then
+				perf record -q -e cpu-clock -F 499 -p "$pid" -o "$d/perf-$tag.data" -- sleep "$PROFILE" \
+					>/dev/null 2>"$d/perf-$tag.err" &
+			fi
+		done
+		for tag in $seen; do
+			case $ended in *" $tag "*) continue ;; esac
+			grep -q "^RESULT $tag " "$d"/attempt-*/results.log 2>/dev/null || continue
+			ended+="$tag "
+			{ date +%s.%N; qemu_ticks "$pid"; } >"$d/.cpu-end-$tag"
+			awk -v hz="$hz" 'NR == FNR { if (FNR == 1) t0 = $1; else a[$1] += $2; next }
+				FNR == 1 { printf "wall_s %.3f\n", $1 - t0; next }
+				{ b[$1] += $2 }
+				END { for (k in b) printf "%s %.3f\n", (k == "total" ? "cpu_s" : "thread:" k), (b[k] - a[k]) / hz }' \
+				"$d/.cpu-start-$tag" "$d/.cpu-end-$tag" >"$d/cpu-$tag.txt"
+			rm -f "$d/.cpu-start-$tag" "$d/.cpu-end-$tag"
 		done
 	done
 }
@@ -247,8 +280,10 @@ profile_report() (
 			perf report -i "$f" --stdio --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 12
 			echo "## by thread and symbol (top 40)"
 			perf report -i "$f" --stdio --sort comm,dso,sym 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40
+			echo "## symbols of device emulation (iommu, virtio, nvme, address space, BQL, events)"
+			perf report -i "$f" --stdio --sort sym 2>/dev/null | grep -v '^#' |
+				grep -iE 'iommu|virtio|nvme|address_space|flatview|iotlb|qemu_mutex|bql|aio_|event_notifier|g_tree|vtd_' | head -n 30
 		} >"$out"
-		rm -f "$f"
 	done
 )
 
@@ -269,16 +304,13 @@ run_one() { # ROUND CONFIG
 	# part compared here, is unaffected.
 	vtd) iommu=0; qargs+=(-device "intel-iommu,intremap=off") ;;
 	esac
-	# Named QEMU threads (CPU 0/TCG, ...) for --profile; no effect otherwise.
+	# Named QEMU threads (CPU 0/TCG, ...) for the CPU accounting and --profile.
 	qargs+=(-name "bench-$name,debug-threads=on")
 	qargs+=(-blockdev "driver=null-co,node-name=benchnull,size=8589934592"
 		-device "nvme,serial=bench-null,drive=benchnull")
 	t1=$(date +%s)
-	local watcher=""
-	if [ "$PROFILE" -gt 0 ]; then
-		profile_watch "$d" &
-		watcher=$!
-	fi
+	job_watch "$d" &
+	local watcher=$!
 	status=fail tries=""
 	for n in 1 2; do
 		if VM_IOMMU=$iommu VM_TIMEOUT=$((240 + 2 * NBUFS * (RUNTIME + 20))) VM_DISK_SIZE=64M \
@@ -297,11 +329,9 @@ run_one() { # ROUND CONFIG
 		[ "$VM_STATUS" = infra ] || break
 		tries+=" | "
 	done
-	if [ -n "$watcher" ]; then
-		kill "$watcher" 2>/dev/null || true
-		wait "$watcher" 2>/dev/null || true
-		profile_report "$d"
-	fi
+	kill "$watcher" 2>/dev/null || true
+	wait "$watcher" 2>/dev/null || true
+	[ "$PROFILE" -gt 0 ] && profile_report "$d"
 	n=$(grep -o 'infrastructure failure' <<<"$tries" | wc -l || true)
 	[ "$status" = qemu-error ] && n=0
 	boot_failures=$((boot_failures + n))
