@@ -420,11 +420,12 @@ if [ -n "$rpmf" ] && [ -f "$WORK/rpm-postinstall.sh" ]; then
 	touch "$STATE/rpm-scriptlets"
 	cp -a "$WORK/rpm-x/usr/src/$MODNAME-$VERSION" /usr/src/
 	out=$(timed rpm-post sh "$WORK/rpm-postinstall.sh" 1 2>&1) && rc=0 || rc=$?
-	grep -v readelf <<<"$out" | grep -E "^$MODNAME|Error|skipped" | sed 's/^/  rpm %post: /' || true
+	grep -v readelf <<<"$out" | grep -E "^$MODNAME|Error|skipped|^This indicates" | sed 's/^/  rpm %post: /' || true
 	n=$(modinfo -k "$KVER" -n virtio_iommu 2>/dev/null || true)
 	ok=1
 	[ "$rc" = 0 ] && [[ $n == /lib/modules/$KVER/updates/dkms/* ]] || ok=0
 	if [ -n "$OLD" ]; then
+		grep -q "^$MODNAME: not built for $OLD: neither CONFIG_ACPI_VIOT nor CONFIG_OF" <<<"$out" || ok=0
 		grep -q "^$MODNAME: skipped kernel $OLD" <<<"$out" || ok=0
 		ls /lib/modules/"$OLD"/updates/dkms/virtio-iommu.ko* >/dev/null 2>&1 && ok=0
 	fi
