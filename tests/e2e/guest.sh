@@ -353,14 +353,17 @@ case_batching() {
 	metric map_batching1_kicks_per_io "$_kpio1"
 	metric map_batching0_maps_per_io "$_mpio0"
 	metric map_batching1_maps_per_io "$_mpio1"
-	_d="map_batching=0: $_kpio0 kicks/IO, $_mpio0 MAPs/IO; map_batching=1: $_kpio1 kicks/IO, $_mpio1 MAPs/IO ($_ios0/$_ios1 I/Os)"
+	_kpm0=$(ratio "$_k0" "$_m0") _kpm1=$(ratio "$_k1" "$_m1")
+	metric map_batching0_kicks_per_map "$_kpm0"
+	metric map_batching1_kicks_per_map "$_kpm1"
+	_d="map_batching=0: $_kpio0 kicks/IO, $_mpio0 MAPs/IO, $_kpm0 kicks/MAP; map_batching=1: $_kpio1 kicks/IO, $_mpio1 MAPs/IO, $_kpm1 kicks/MAP ($_ios0/$_ios1 I/Os)"
 	if [ "$_ios0" -eq 0 ] || [ "$_ios1" -eq 0 ]; then
 		result map-batching-kicks FAIL "no I/O counted: $_d"
 	elif ! awk -v a="$_mpio0" -v b="$_mpio1" 'BEGIN { exit !(a >= 1.5 && b >= 1.5) }'; then
 		# One MAP per I/O cannot show batching: the buffer was not
 		# fragmented as intended. A harness problem, reported as such.
 		result map-batching-kicks FAIL "workload did not give several MAPs per I/O in both runs: $_d"
-	elif awk -v a="$_kpio1" -v b="$_kpio0" 'BEGIN { exit !(a < b) }'; then
+	elif awk -v a="$_kpio1" -v b="$_kpio0" -v c="$_kpm1" -v d="$_kpm0" 'BEGIN { exit !(a < b && c < d) }'; then
 		result map-batching-kicks PASS "$_d"
 	else
 		result map-batching-kicks FAIL "$_d"
