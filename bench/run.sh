@@ -313,7 +313,7 @@ run_one() { # ROUND CONFIG
 	local watcher=$!
 	status=fail tries=""
 	for n in 1 2; do
-		if VM_IOMMU=$iommu VM_TIMEOUT=$((240 + 2 * NBUFS * (RUNTIME + 20))) VM_DISK_SIZE=64M \
+		if VM_IOMMU=$iommu VM_TIMEOUT=$((150 + 2 * NBUFS * (RUNTIME + 15))) VM_DISK_SIZE=64M \
 			viommu_vm_run "$d" "$kernel" "$initrd" "$append" -- "${qargs[@]}"; then
 			tries+="$VM_ATTEMPTS"
 			status=ok
