@@ -85,10 +85,12 @@ int viommu_read_config(struct viommu_dev *viommu)
 			granule);
 		return -EINVAL;
 	}
-	/* Pieces smaller than a CPU page are of no use to the DMA API. */
-	viommu->pgsize_bitmap = mask & ~(PAGE_SIZE - 1);
-	if (!viommu->pgsize_bitmap)
-		viommu->pgsize_bitmap = PAGE_SIZE;
+	/*
+	 * Pieces smaller than a CPU page are of no use to the DMA API. A
+	 * granule of at most PAGE_SIZE divides PAGE_SIZE, so CPU pages can
+	 * always be mapped, whatever larger sizes the device also offers.
+	 */
+	viommu->pgsize_bitmap = (mask & ~(PAGE_SIZE - 1)) | PAGE_SIZE;
 
 	viommu->input_start = 0;
 	viommu->input_end = U64_MAX;
