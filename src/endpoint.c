@@ -442,7 +442,11 @@ void viommu_release_device(struct device *dev)
 	mutex_unlock(&viommu->attach_lock);
 	if (ep->link)
 		device_link_del(ep->link);
-	dev_iommu_priv_set(dev, NULL);
+	/*
+	 * No dev_iommu_priv_set(dev, NULL): the core calls release_device
+	 * without iommu_probe_device_lock (lockdep warns) and frees dev->iommu
+	 * right after.
+	 */
 	viommu_free_endpoint(ep);
 }
 
