@@ -136,6 +136,38 @@ static void viommu_deferral_map_sync(struct kunit *test)
 	vfake_expect_same_mappings(test, c.fake, c.vdom);
 }
 
+/*
+ * A map sync of other IOVAs leaves fewer than VIOMMU_PIGGYBACK_MIN deferred
+ * UNMAPs waiting (more may merge), and takes them along from that many on.
+ */
+static void viommu_deferral_map_sync_threshold(struct kunit *test)
+{
+	unsigned int i, nr = VIOMMU_PIGGYBACK_MIN;
+	struct viommu_lazy_ctx c;
+	ktime_t start;
+
+	viommu_lazy_setup(test, &c, VIOMMU_FLUSH_TIMEOUT_MAX_MS, false);
+	viommu_map_scattered(test, c.vdom, nr);
+	start = ktime_get();
+	for (i = 0; i < nr - 1; i++)
+		KUNIT_EXPECT_EQ(test, vfake_unmap(c.vdom, SZ_1M + i * SZ_8K,
+						  SZ_4K, true), SZ_4K);
+	KUNIT_EXPECT_EQ(test, vfake_map_sync(c.vdom, SZ_1G, SZ_16M, SZ_4K, RW), 0);
+	if (ktime_ms_delta(ktime_get(), start) >= VIOMMU_FLUSH_TIMEOUT_MAX_MS)
+		kunit_skip(test, "too slow to stay below flush_timeout_ms");
+	KUNIT_EXPECT_EQ(test, vfake_count_type(c.fake, VIRTIO_IOMMU_T_UNMAP), 0);
+	KUNIT_EXPECT_EQ(test, viommu_pending(c.eng), nr - 1);
+	KUNIT_EXPECT_NOT_NULL(test, vfake_find_mapping(c.fake, c.vdom->id, SZ_1G));
+
+	KUNIT_EXPECT_EQ(test, vfake_unmap(c.vdom, SZ_1M + i * SZ_8K, SZ_4K, true),
+			SZ_4K);
+	KUNIT_EXPECT_EQ(test, vfake_map_sync(c.vdom, SZ_2G, SZ_32M, SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, vfake_count_type(c.fake, VIRTIO_IOMMU_T_UNMAP), nr);
+	KUNIT_EXPECT_EQ(test, viommu_pending(c.eng), 0);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(c.eng, VIOMMU_STAT_DEFERRED_MAP_SYNC), nr);
+	vfake_expect_same_mappings(test, c.fake, c.vdom);
+}
+
 /* Too many pending requests: they are submitted without waiting. */
 static void viommu_deferral_queue_full(struct kunit *test)
 {
@@ -383,6 +415,7 @@ static struct kunit_case viommu_deferral_test_cases[] = {
 	KUNIT_CASE(viommu_deferral_until_flush),
 	KUNIT_CASE(viommu_deferral_merge),
 	KUNIT_CASE(viommu_deferral_map_sync),
+	KUNIT_CASE(viommu_deferral_map_sync_threshold),
 	KUNIT_CASE(viommu_deferral_queue_full),
 	KUNIT_CASE_PARAM(viommu_deferral_timeout, viommu_timer_gen_params),
 	KUNIT_CASE(viommu_deferral_timeout_zero),

@@ -302,6 +302,30 @@ static void viommu_mapping_replay(struct kunit *test)
 	vfake_expect_same_mappings(test, c.fake, c.vdom);
 }
 
+/* A replay larger than the request pool and the queue. */
+static void viommu_mapping_replay_large(struct kunit *test)
+{
+	struct vfake_cfg cfg;
+	struct vfake_env *env;
+	struct viommu_endpoint *ep;
+	struct viommu_domain *vdom;
+	unsigned int i, nr = 80;
+
+	vfake_default_cfg(&cfg);
+	cfg.nr_slots = 8;
+	cfg.capacity = 4;
+	env = vfake_env_create(test, &cfg);
+	ep = vfake_env_simple_endpoint(env, 3);
+	vdom = vfake_env_domain(env, ep, IOMMU_DOMAIN_UNMANAGED);
+	for (i = 0; i < nr; i++)
+		KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M + i * SZ_8K,
+						     SZ_16M + i * SZ_64K, SZ_4K, RW), 0);
+	KUNIT_ASSERT_EQ(test, viommu_attach_paging(&vdom->domain, ep->dev), 0);
+	KUNIT_EXPECT_EQ(test, vfake_count_type(env->fake, VIRTIO_IOMMU_T_MAP), nr);
+	KUNIT_EXPECT_EQ(test, vfake_nr_mappings(env->fake, vdom->id), nr);
+	vfake_expect_same_mappings(test, env->fake, vdom);
+}
+
 /* A failed replay is reported by the attach. */
 static void viommu_mapping_replay_failure(struct kunit *test)
 {
@@ -466,6 +490,7 @@ static struct kunit_case viommu_mapping_test_cases[] = {
 	KUNIT_CASE(viommu_mapping_partial_unmap),
 	KUNIT_CASE(viommu_mapping_unmap_several),
 	KUNIT_CASE(viommu_mapping_replay),
+	KUNIT_CASE(viommu_mapping_replay_large),
 	KUNIT_CASE(viommu_mapping_replay_failure),
 	{}
 };

@@ -522,8 +522,8 @@ static void vfake_publish(struct vfake *fake)
 
 static void vfake_process_avail(struct vfake *fake)
 {
+	bool idle = list_empty(&fake->processed);
 	struct vfake_slot *slot, *next;
-	LIST_HEAD(batch);
 
 	list_for_each_entry_safe(slot, next, &fake->avail, node) {
 		vfake_process(fake, slot);
@@ -531,7 +531,8 @@ static void vfake_process_avail(struct vfake *fake)
 	}
 	if (fake->mode == VFAKE_IMMEDIATE)
 		vfake_publish(fake);
-	else
+	else if (idle)
+		/* The countdown starts with the oldest unpublished request. */
 		fake->polls_left = fake->delay_polls;
 }
 
@@ -913,6 +914,14 @@ static void vfake_pdev_release(struct device *dev)
 	kfree(to_pci_dev(dev));
 }
 
+/* What the core does on removal: release_device, then free dev->iommu. */
+static void vfake_release(struct vfake_ep *e)
+{
+	viommu_release_device(e->dev);
+	e->dev->iommu->priv = NULL;
+	e->probed = false;
+}
+
 void vfake_env_release_endpoint(struct vfake_env *env, struct viommu_endpoint *ep)
 {
 	unsigned int i;
@@ -922,8 +931,7 @@ void vfake_env_release_endpoint(struct vfake_env *env, struct viommu_endpoint *e
 
 		if (!e->probed || dev_iommu_priv_get(e->dev) != ep)
 			continue;
-		viommu_release_device(e->dev);
-		e->probed = false;
+		vfake_release(e);
 		return;
 	}
 	KUNIT_FAIL(env->test, "unknown endpoint");
@@ -932,8 +940,7 @@ void vfake_env_release_endpoint(struct vfake_env *env, struct viommu_endpoint *e
 static void vfake_env_put_ep(struct vfake_env *env, struct vfake_ep *e)
 {
 	if (e->probed)
-		viommu_release_device(e->dev);
-	e->probed = false;
+		vfake_release(e);
 	if (e->iommu) {
 		kfree(e->iommu->fwspec);
 		kfree(e->iommu);
@@ -959,10 +966,8 @@ static void vfake_env_cleanup(void *data)
 	memset(env->fake->inject, 0, sizeof(env->fake->inject));
 	if (viommu && viommu->engine.slots) {
 		for (i = 0; i < env->nr_eps; i++)
-			if (env->eps[i].probed) {
-				viommu_release_device(env->eps[i].dev);
-				env->eps[i].probed = false;
-			}
+			if (env->eps[i].probed)
+				vfake_release(&env->eps[i]);
 		for (i = 0; i < env->nr_doms; i++)
 			if (env->doms[i])
 				viommu_paging_ops.free(env->doms[i]);
@@ -1074,7 +1079,10 @@ struct viommu_endpoint *vfake_env_try_endpoint(struct vfake_env *env,
 	e->iommu->fwspec = fwspec;
 	e->dev->iommu = e->iommu;
 
+	/* The core probes with iommu_probe_device_lock held. */
+	mutex_lock(&iommu_probe_device_lock);
 	idev = viommu_probe_device(e->dev);
+	mutex_unlock(&iommu_probe_device_lock);
 	if (IS_ERR(idev))
 		return ERR_CAST(idev);
 	KUNIT_ASSERT_PTR_EQ(test, idev, &env->viommu->iommu);
