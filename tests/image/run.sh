@@ -90,8 +90,12 @@ build_deb() {
 	local ver=$1 dir=$IMG_CACHE/debsrc/$1 deb
 	rm -rf "$dir"
 	mkdir -p "$dir/tree"
-	(cd "$top" && git ls-files -z --cached --others --exclude-standard) |
-		rsync -a --from0 --files-from=- "$top/" "$dir/tree/"
+	if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
+		(cd "$top" && git ls-files -z --cached --others --exclude-standard) |
+			rsync -a --from0 --files-from=- "$top/" "$dir/tree/"
+	else
+		rsync -a --exclude=.git "$top/" "$dir/tree/"
+	fi
 	echo "$ver" >"$dir/tree/VERSION"
 	# The packaging's own builder (lintian is the packaging suite's job);
 	# else the Makefile's deb target.
@@ -155,7 +159,7 @@ prepare_guest() {
 
 # initrd_modules MNT: the virtio-iommu.ko paths inside the image's initramfs.
 initrd_viommu() {
-	in_chroot "$1" lsinitramfs "/boot/initrd.img-$kver" | grep '/virtio-iommu\.ko' | tr '\n' ' '
+	in_chroot "$1" lsinitramfs "/boot/initrd.img-$kver" | grep '/virtio-iommu\.ko' | tr '\n' ' ' || true
 }
 
 # initrd_version MNT: MODULE_VERSION of the virtio-iommu.ko inside the initramfs.
@@ -163,14 +167,14 @@ initrd_version() {
 	local d=$WORK/unmk
 	rm -rf "$d"
 	in_chroot "$1" unmkinitramfs "/boot/initrd.img-$kver" /tmp/unmk >/dev/null 2>&1 || true
-	find "$1/tmp/unmk" -name 'virtio-iommu.ko*' -exec modinfo -F version {} \; 2>/dev/null | head -n1
+	find "$1/tmp/unmk" -name 'virtio-iommu.ko*' -exec modinfo -F version {} \; 2>/dev/null | head -n1 || true
 	rm -rf "$1/tmp/unmk"
 }
 
 # dkms_name MNT: PACKAGE_NAME from the installed dkms.conf.
 dkms_name() {
 	sed -n 's/^PACKAGE_NAME="\{0,1\}\([^"]*\)"\{0,1\}/\1/p' "$1"/usr/src/*/dkms.conf 2>/dev/null |
-		grep -v '^$' | head -n1
+		grep -v '^$' | head -n1 || true
 }
 
 # boot_and_check NAME IMG DRIVER VERSION KNOB IOMMU [ACTION]: boot, then turn
@@ -246,16 +250,16 @@ pkg_status() { # MNT -> "status version"
 host_module_checks() {
 	local name=$1 mnt=$2 ver=$3 dname st f iv hostk
 	dname=$(dkms_name "$mnt")
-	st=$(in_chroot "$mnt" dkms status 2>/dev/null | grep -F "$dname/" | tr '\n' ';')
+	st=$(in_chroot "$mnt" dkms status 2>/dev/null | grep -F "$dname/" | tr '\n' ';' || true)
 	hostk=$(uname -r)
-	f=$(in_chroot "$mnt" modinfo -k "$kver" -n virtio_iommu 2>&1)
+	f=$(in_chroot "$mnt" modinfo -k "$kver" -n virtio_iommu 2>&1 || true)
 	if [[ $st == *"$dname/$ver, $kver, x86_64: installed"* ]] && [[ $st != *"$hostk"* ]] &&
 		{ [ ! -e "$mnt/lib/modules/$hostk" ] || [ "$hostk" = "$kver" ]; }; then
 		result "$name/dkms-image-kernel" PASS "dkms status: $st (host kernel $hostk untouched)"
 	else
 		result "$name/dkms-image-kernel" FAIL "dkms status: $st; host kernel $hostk"
 	fi
-	iv=$(in_chroot "$mnt" modinfo -k "$kver" -F version virtio_iommu 2>&1)
+	iv=$(in_chroot "$mnt" modinfo -k "$kver" -F version virtio_iommu 2>&1 || true)
 	if [[ $f == /lib/modules/$kver/updates/dkms/virtio-iommu.ko* ]] && [ "$iv" = "$ver" ]; then
 		result "$name/modinfo" PASS "modinfo -k $kver -n virtio_iommu = $f, version $iv"
 	else
@@ -332,8 +336,8 @@ else
 			# shellcheck disable=SC2016
 			find "$mnt/lib/modules" "$mnt/var/lib/dkms" -name 'virtio-iommu.ko*' -print0 2>/dev/null |
 				xargs -0 -r -n1 sh -c 'v=$(modinfo -F version "$1"); [ "$v" != "$0" ] || echo "$1"' "$v1"
-		) | sed "s|^$mnt||" | tr '\n' ' ')
-		left=$(find "$mnt/var/lib/dkms/$dname" -maxdepth 1 -mindepth 1 -printf '%f ' 2>/dev/null)
+		) | sed "s|^$mnt||" | tr '\n' ' ' || true)
+		left=$(find "$mnt/var/lib/dkms/$dname" -maxdepth 1 -mindepth 1 -printf '%f ' 2>/dev/null || true)
 		if [ -z "$old" ]; then
 			result upgrade/old-version-gone PASS "no $v1 under /var/lib/dkms, /usr/src, /lib/modules; /var/lib/dkms/$dname holds: $left"
 		else
@@ -366,16 +370,19 @@ else
 		[ -n "$f" ] && [ ! -d "$mnt$f" ] && { [ -e "$mnt$f" ] || [ -L "$mnt$f" ]; } && left+="$f "
 	done <<<"$files"
 	# shellcheck disable=SC2012
-	[ -z "$dname" ] || left+=$(ls -d "$mnt/var/lib/dkms/$dname" "$mnt/usr/src/$dname"-* 2>/dev/null | sed "s|^$mnt||" | tr '\n' ' ')
-	left+=$(find "$mnt/lib/modules" -path '*/updates/*' -name 'virtio-iommu.ko*' 2>/dev/null | sed "s|^$mnt||" | tr '\n' ' ')
-	[ "$(pkg_status "$mnt")" = not-installed ] || left+="dpkg:$(pkg_status "$mnt") "
+	[ -z "$dname" ] || left+=$(ls -d "$mnt/var/lib/dkms/$dname" "$mnt/usr/src/$dname"-* 2>/dev/null | sed "s|^$mnt||" | tr '\n' ' ' || true)
+	left+=$(find "$mnt/lib/modules" -path '*/updates/*' -name 'virtio-iommu.ko*' 2>/dev/null | sed "s|^$mnt||" | tr '\n' ' ' || true)
+	case $(pkg_status "$mnt") in
+	not-installed | *" not-installed"*) ;;
+	*) left+="dpkg:$(pkg_status "$mnt") " ;;
+	esac
 	nfiles=$(grep -c . <<<"$files" || true)
 	if [ -z "$left" ] && [ "$nfiles" -gt 0 ]; then
 		result purge/nothing-left PASS "none of the package's $nfiles paths, no /var/lib/dkms/$dname, no /usr/src/$dname-*, no updates/ module; dpkg: not-installed"
 	else
 		result purge/nothing-left FAIL "left: ${left:-(package file list was empty)}"
 	fi
-	f=$(in_chroot "$mnt" modinfo -k "$kver" -n virtio_iommu 2>&1)
+	f=$(in_chroot "$mnt" modinfo -k "$kver" -n virtio_iommu 2>&1 || true)
 	inmods=$(initrd_viommu "$mnt")
 	if [[ $f == /lib/modules/$kver/kernel/drivers/iommu/virtio-iommu.ko* ]] &&
 		[[ $inmods == *kernel/drivers/iommu/virtio-iommu.ko* ]]; then
@@ -397,7 +404,8 @@ else
 	img=$(new_image noheaders)
 	mnt=$WORK/mnt-noheaders
 	img_mount "$img" "$mnt"
-	apt_in "$mnt" "$WORK/noheaders-remove.log" purge "linux-headers-$kver" ||
+	# Removing headers builds nothing: no heavy lock needed.
+	in_chroot "$mnt" apt-get -y purge "linux-headers-$kver" >"$WORK/noheaders-remove.log" 2>&1 ||
 		die "could not remove linux-headers-$kver from the image"
 	cp "$deb1" "$mnt/root/"
 	if apt_in "$mnt" "$WORK/noheaders-apt.log" install "./root/$(basename "$deb1")"; then
@@ -411,7 +419,7 @@ else
 	else
 		result noheaders/says-why FAIL "apt output never mentions the missing headers (see $WORK/noheaders-apt.log)"
 	fi
-	f=$(in_chroot "$mnt" modinfo -k "$kver" -n virtio_iommu 2>&1)
+	f=$(in_chroot "$mnt" modinfo -k "$kver" -n virtio_iommu 2>&1 || true)
 	inmods=$(initrd_viommu "$mnt")
 	if [[ $f == */kernel/drivers/iommu/virtio-iommu.ko* ]] && [[ $inmods == *kernel/drivers/iommu/virtio-iommu.ko* ]]; then
 		result noheaders/in-tree-in-initramfs PASS "modinfo -n = $f; lsinitramfs: $inmods"
