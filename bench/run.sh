@@ -212,26 +212,34 @@ record_finding() ( # runs in a subshell: a failing grep must not end the benchma
 	log "finding recorded in $FINDINGS"
 )
 
-# qemu_ticks PID: "<name> <ticks>" per thread of PID (utime + stime in clock
-# ticks; thread names come from -name debug-threads=on, spaces as _), and a
-# "total" line for the whole process.
+# qemu_ticks PID: a time stamp, then "<name> <ticks>" per thread of PID
+# (utime + stime in clock ticks; thread names come from -name
+# debug-threads=on, spaces as _), and a "total" line for the whole process.
+# Fails (prints nothing usable) if the process is gone.
 qemu_ticks() {
-	local t c
+	local t c v out
+	out="$(date +%s.%N)"$'\n'
 	for t in /proc/"$1"/task/*; do
 		c=$(tr ' ' '_' <"$t/comm" 2>/dev/null) || continue
-		echo "$c $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+		v=$(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')
+		[ -n "$v" ] && out+="$c $v"$'\n'
 	done
-	echo "total $(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}')"
+	v=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}')
+	[ -n "$v" ] && [ -d "/proc/$1" ] || return 1
+	printf '%stotal %s\n' "$out" "$v"
 }
 
 # job_watch RUNDIR (background, killed when the boot ends): for each fio job
 # of the guest, from its "INFO job <tag> start" line to its "RESULT <tag>"
 # line, the host CPU time the QEMU process used (per thread), written to
-# RUNDIR/cpu-<tag>.txt; with --profile, also perf-record the QEMU process
-# for $PROFILE seconds from the job's start.
+# RUNDIR/cpu-<tag>.txt. The end mark is the last sample taken (every 0.2 s
+# while a job runs) before the RESULT line was seen, so that a guest that
+# powers off right after its last job cannot leave a half-read sample. With
+# --profile, also perf-record the QEMU process for $PROFILE seconds from the
+# job's start.
 job_watch() {
 	set +e +o pipefail
-	local d=$1 tag pid="" p seen=" " ended=" " hz
+	local d=$1 tag pid="" p seen=" " ended=" " hz active
 	hz=$(getconf CLK_TCK)
 	while sleep 0.2; do
 		if [ -z "$pid" ] || [ ! -d "/proc/$pid" ]; then
@@ -241,27 +249,40 @@ job_watch() {
 			done
 			[ -n "$pid" ] || continue
 		fi
+		# Jobs that ended since the last sample: close them with that sample.
+		for tag in $seen; do
+			case $ended in *" $tag "*) continue ;; esac
+			grep -q "^RESULT $tag " "$d"/attempt-*/results.log 2>/dev/null || continue
+			ended+="$tag "
+			if [ ! -s "$d/.cpu-start-$tag" ] || [ ! -s "$d/.cpu-last" ]; then
+				continue
+			fi
+			awk -v hz="$hz" 'NR == FNR { if (FNR == 1) t0 = $1; else a[$1] += $2; next }
+				FNR == 1 { wall = $1 - t0; next }
+				{ b[$1] += $2 }
+				END {
+					if (!("total" in a) || !("total" in b) || b["total"] < a["total"] || wall <= 0) exit 1
+					printf "wall_s %.3f\n", wall
+					for (k in b) if (k in a) printf "%s %.3f\n", (k == "total" ? "cpu_s" : "thread:" k), (b[k] - a[k]) / hz
+				}' "$d/.cpu-start-$tag" "$d/.cpu-last" >"$d/cpu-$tag.txt" || rm -f "$d/cpu-$tag.txt"
+			rm -f "$d/.cpu-start-$tag"
+		done
 		for tag in $(sed -n 's/^INFO job \([A-Z]-[a-z]*\) start.*/\1/p' "$d"/attempt-*/results.log 2>/dev/null); do
 			case $seen in *" $tag "*) continue ;; esac
 			seen+="$tag "
-			{ date +%s.%N; qemu_ticks "$pid"; } >"$d/.cpu-start-$tag"
+			qemu_ticks "$pid" >"$d/.cpu-start-$tag" || rm -f "$d/.cpu-start-$tag"
 			if [ "$PROFILE" -gt 0 ]; then
 				perf record -q -e cpu-clock -F 499 -p "$pid" -o "$d/perf-$tag.data" -- sleep "$PROFILE" \
 					>/dev/null 2>"$d/perf-$tag.err" &
 			fi
 		done
+		active=0
 		for tag in $seen; do
-			case $ended in *" $tag "*) continue ;; esac
-			grep -q "^RESULT $tag " "$d"/attempt-*/results.log 2>/dev/null || continue
-			ended+="$tag "
-			{ date +%s.%N; qemu_ticks "$pid"; } >"$d/.cpu-end-$tag"
-			awk -v hz="$hz" 'NR == FNR { if (FNR == 1) t0 = $1; else a[$1] += $2; next }
-				FNR == 1 { printf "wall_s %.3f\n", $1 - t0; next }
-				{ b[$1] += $2 }
-				END { for (k in b) printf "%s %.3f\n", (k == "total" ? "cpu_s" : "thread:" k), (b[k] - a[k]) / hz }' \
-				"$d/.cpu-start-$tag" "$d/.cpu-end-$tag" >"$d/cpu-$tag.txt"
-			rm -f "$d/.cpu-start-$tag" "$d/.cpu-end-$tag"
+			case $ended in *" $tag "*) ;; *) active=1 ;; esac
 		done
+		if [ $active = 1 ] && qemu_ticks "$pid" >"$d/.cpu-next"; then
+			mv "$d/.cpu-next" "$d/.cpu-last"
+		fi
 	done
 }
 
@@ -331,6 +352,7 @@ run_one() { # ROUND CONFIG
 	done
 	kill "$watcher" 2>/dev/null || true
 	wait "$watcher" 2>/dev/null || true
+	rm -f "$d"/.cpu-*
 	[ "$PROFILE" -gt 0 ] && profile_report "$d"
 	n=$(grep -o 'infrastructure failure' <<<"$tries" | wc -l || true)
 	[ "$status" = qemu-error ] && n=0
