@@ -101,7 +101,7 @@ def parse_run(d):
                 c[k] = v
         run["qemu_cpu"][m.group(1)] = c
         f = run["figures"].get(m.group(1))
-        if f and c.get("cpu_s"):
+        if f and c.get("cpu_s", 0) > 0 and c.get("wall_s", 0) > 0:
             f["qemu_cpu_us_per_io"] = c["cpu_s"] * 1e6 / f["ios"]
             f["qemu_cpu_share"] = c["cpu_s"] / c["wall_s"] if c.get("wall_s") else None
             f["qemu_main_thread_share"] = c["threads"].get("qemu-system-x86", 0.0) / c["cpu_s"]
@@ -321,21 +321,34 @@ def chart(summ, path):
     except ImportError:
         return "python3-matplotlib is not installed: no chart (scripts/host-deps.sh installs it)"
     bufs = list(summ)
-    metrics = (("A.bw_mib", "A: randwrite 64k bandwidth\n(ratio to no-iommu, higher better)"),
+    metrics = [("A.bw_mib", "A: randwrite 64k bandwidth\n(ratio to no-iommu, higher better)"),
                ("B.iops", "B: randrw 4k IOPS\n(ratio to no-iommu, higher better)"),
-               ("B.clat_us", "B: mean completion latency\n(ratio to no-iommu, lower better)"))
+               ("B.clat_us", "B: mean completion latency\n(ratio to no-iommu, lower better)")]
+    if any(e.get("A.qemu_cpu_us_per_io", {}).get("ratios") for b in bufs for e in summ[b].values()):
+        metrics += [("A.qemu_cpu_us_per_io", "A: host CPU time of QEMU per I/O\n(ratio to no-iommu, lower better)"),
+                    ("B.qemu_cpu_us_per_io", "B: host CPU time of QEMU per I/O\n(ratio to no-iommu, lower better)")]
     colors = {"none": "#888888", "intree": "#d62728", "vtd": "#ff7f0e", "ours": "#1f77b4"}
-    fig, axes = plt.subplots(len(bufs), 3, figsize=(15, 0.45 * len(ORDER) * len(bufs) + 1.5),
+    ncol = 3
+    rows_per_buf = (len(metrics) + ncol - 1) // ncol
+    nrows = rows_per_buf * len(bufs)
+    fig, axes = plt.subplots(nrows, ncol, figsize=(15, (0.4 * len(ORDER) + 1.2) * nrows + 0.8),
                              squeeze=False)
     for i, buf in enumerate(bufs):
         cfgs = summ[buf]
         names = [c for c in cfgs]
-        for k, (key, title) in enumerate(metrics):
-            ax = axes[i][k]
+        for k in range(rows_per_buf * ncol):
+            ax = axes[i * rows_per_buf + k // ncol][k % ncol]
+            if k >= len(metrics):
+                ax.axis("off")
+                ax.text(0.0, 0.5, "grey: no IOMMU\nred: in-tree virtio-iommu\norange: emulated VT-d\n"
+                        "blue: this module (framed: default lazy+map-mq)\n\n"
+                        f"{BUFDESC.get(buf, buf)}", fontsize=9, va="center")
+                continue
+            key, title = metrics[k]
             ys = list(range(len(names)))[::-1]
             vals, lo, hi = [], [], []
             for c in names:
-                e = cfgs[c][key]
+                e = cfgs[c].get(key, {"ratios": [], "ratio_median": None})
                 rs = e["ratios"]
                 v = e["ratio_median"] if e["ratio_median"] is not None else 0
                 vals.append(v)
@@ -344,16 +357,16 @@ def chart(summ, path):
             ax.barh(ys, vals, xerr=[lo, hi], color=[colors[family(c)] for c in names],
                     capsize=2, edgecolor=["black" if c == DEFAULT else "none" for c in names])
             ax.set_yticks(ys)
-            ax.set_yticklabels(names if k == 0 else [""] * len(names))
+            ax.set_yticklabels(names if k % ncol == 0 else [""] * len(names))
             ax.axvline(1.0, color="black", lw=0.8, ls="--")
             for y, v in zip(ys, vals):
                 if v:
                     ax.text(v, y, f" {v:.2f}", va="center", fontsize=7)
-            ax.set_title(title + ("" if len(bufs) == 1 else f" — {buf} buffers"), fontsize=9)
+            ax.set_title(title + f" — {buf} buffers", fontsize=9)
     fig.suptitle("virtio-iommu-fq benchmark, QEMU TCG guest, 2 vCPUs, null NVMe: median of per-round "
-                 "ratios to no-iommu (whiskers: min-max)", fontsize=10)
+                 "ratios to the same round's no-iommu (whiskers: min-max over rounds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     return None
 
 
