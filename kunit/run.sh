@@ -84,11 +84,14 @@ fi
 
 # Place the module: production sources and the suites, side by side.
 DEST=$TREE/drivers/iommu/virtio-iommu-fq
+# Copied files get the current time (no -t): a file edited before the last
+# build but copied after it must still be rebuilt. Unchanged files are left
+# alone (--checksum), so reruns stay incremental.
 mkdir -p "$DEST"
-rsync -a --delete --checksum --exclude='*.o' --exclude='.*.cmd' "$TOP/src/" "$DEST/src/"
-rsync -a --delete --checksum --exclude='*.o' --exclude='.*.cmd' --exclude=run.sh \
+rsync -rl --delete --checksum --exclude='*.o' --exclude='.*.cmd' "$TOP/src/" "$DEST/src/"
+rsync -rl --delete --checksum --exclude='*.o' --exclude='.*.cmd' --exclude=run.sh \
 	"$TOP/kunit/" "$DEST/kunit/"
-rsync -a --checksum "$TOP/VERSION" "$DEST/VERSION"
+rsync -rl --checksum "$TOP/VERSION" "$DEST/VERSION"
 kline='source "drivers/iommu/virtio-iommu-fq/kunit/Kconfig"'
 # shellcheck disable=SC2016 # a make variable, not a shell one
 mline='obj-$(CONFIG_VIRTIO_IOMMU_FQ) += virtio-iommu-fq/kunit/'
