@@ -15,6 +15,7 @@
 #   viommu_fio_size                    size of each verify run (e.g. 32M)
 . /lib/viommu/guest-lib.sh
 
+# shellcheck disable=SC2154 # viommu_* come from the kernel command line
 ROLE=${viommu_role:-main}
 ORDER=${viommu_order:-before}
 SHUT=${viommu_shutdown:-poweroff}

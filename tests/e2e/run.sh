@@ -84,7 +84,7 @@ SHUTDOWN_LIMIT_S=10
 
 run_kernel() {
 	local which=$1 kver tree ko="" version="" srcversion="" out initrd b role order shut
-	local pass=0 fail=0 skip=0 t0 line s c d
+	local pass=0 fail=0 skip=0 t0 s
 	t0=$(date +%s)
 	# (set -e does not apply here: run_kernel is called in a || list.)
 	kver=$("$TOP/scripts/guest-kernels.sh" "$which" | tail -n1)
@@ -160,7 +160,7 @@ run_kernel() {
 			grep '^METRIC ' "$out/$b/results.log" | sed "s|^METRIC |METRIC $kver $b/|" || true
 		} | tee -a "$results"
 	done
-	while read -r s _ c d; do
+	while read -r s _; do
 		case $s in
 		PASS) pass=$((pass + 1)) ;;
 		FAIL) fail=$((fail + 1)) ;;
