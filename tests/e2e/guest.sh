@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2154 # viommu_* come from the kernel command line
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # Guest side of the end-to-end suite (busybox ash, run by /init as /test.sh).
@@ -15,7 +16,6 @@
 #   viommu_fio_size                    size of each verify run (e.g. 32M)
 . /lib/viommu/guest-lib.sh
 
-# shellcheck disable=SC2154 # viommu_* come from the kernel command line
 ROLE=${viommu_role:-main}
 ORDER=${viommu_order:-before}
 SHUT=${viommu_shutdown:-poweroff}
