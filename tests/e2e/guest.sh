@@ -1,6 +1,6 @@
 #!/bin/sh
-# shellcheck disable=SC2154 # viommu_* come from the kernel command line
 # SPDX-License-Identifier: GPL-2.0-only
+# shellcheck disable=SC2154 # viommu_* come from the kernel command line
 #
 # Guest side of the end-to-end suite (busybox ash, run by /init as /test.sh).
 # Which boot this is comes from the kernel command line (see run.sh):
