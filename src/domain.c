@@ -272,8 +272,10 @@ static void viommu_iotlb_sync(struct iommu_domain *domain,
 
 static void viommu_flush_iotlb_all(struct iommu_domain *domain)
 {
-	viommu_sync(&to_viommu_domain(domain)->viommu->engine,
-		    VIOMMU_CAUSE_FLUSH);
+	struct viommu_engine *eng = &to_viommu_domain(domain)->viommu->engine;
+
+	viommu_stat_add(eng, VIOMMU_STAT_FLUSHES, 1);
+	viommu_sync(eng, VIOMMU_CAUSE_FLUSH);
 }
 
 static phys_addr_t viommu_iova_to_phys(struct iommu_domain *domain,

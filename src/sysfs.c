@@ -220,6 +220,7 @@ static VIOMMU_STAT_ATTR(shared_kicks, VIOMMU_STAT_SHARED_KICKS);
 static VIOMMU_STAT_ATTR(rekicks, VIOMMU_STAT_REKICKS);
 static VIOMMU_STAT_ATTR(sync_waits, VIOMMU_STAT_SYNC_WAITS);
 static VIOMMU_STAT_ATTR(sync_wait_ns, VIOMMU_STAT_SYNC_WAIT_NS);
+static VIOMMU_STAT_ATTR(flushes, VIOMMU_STAT_FLUSHES);
 static VIOMMU_STAT_ATTR(deferred_timer, VIOMMU_STAT_DEFERRED_TIMER);
 static VIOMMU_STAT_ATTR(deferred_full, VIOMMU_STAT_DEFERRED_FULL);
 static VIOMMU_STAT_ATTR(deferred_flush, VIOMMU_STAT_DEFERRED_FLUSH);
@@ -297,6 +298,7 @@ static struct attribute *viommu_fq_attrs[] = {
 	&viommu_stat_attr_rekicks.attr.attr,
 	&viommu_stat_attr_sync_waits.attr.attr,
 	&viommu_stat_attr_sync_wait_ns.attr.attr,
+	&viommu_stat_attr_flushes.attr.attr,
 	&viommu_stat_attr_deferred_timer.attr.attr,
 	&viommu_stat_attr_deferred_full.attr.attr,
 	&viommu_stat_attr_deferred_flush.attr.attr,
