@@ -7,6 +7,7 @@
 #                               (default: Debian's linux-source-6.12 tarball)
 #   KUNIT_SOURCE=...            same as the argument
 #   KUNIT_FILTER='glob'         run only matching suites (kunit.py filter_glob)
+#   KUNIT_PREPARE_ONLY=1        prepare the tree, do not build or run
 #
 # The kernel tree is a cache copy under $VIOMMU_CACHE/kunit/, never the
 # user's tree: the module's src/ and kunit/ are copied into
@@ -99,6 +100,11 @@ grep -qxF "$kline" "$TREE/drivers/iommu/Kconfig" ||
 	printf '\n%s\n' "$kline" >>"$TREE/drivers/iommu/Kconfig"
 grep -qxF "$mline" "$TREE/drivers/iommu/Makefile" ||
 	printf '%s\n' "$mline" >>"$TREE/drivers/iommu/Makefile"
+
+if [ -n "${KUNIT_PREPARE_ONLY:-}" ]; then
+	log "tree ready: $TREE (build directory $BUILD)"
+	exit 0
+fi
 
 OUT=$BUILD/run-output.txt
 mkdir -p "$BUILD"
