@@ -331,6 +331,10 @@ else
 			result upgrade/apt-get FAIL "apt-get install failed: $(tail -n 3 "$WORK/upgrade-apt.log" | tr '\n' ' ')"
 		fi
 		host_module_checks upgrade "$mnt" "$v2"
+		# Leave apt's package cache valid for the dpkg status as it is now,
+		# as on any system where apt ran last: the guest's own apt-get purge
+		# below then needn't rebuild it under TCG.
+		in_chroot "$mnt" apt-cache stats >/dev/null 2>&1 || true
 		old=$( (
 			ls -d "$mnt/var/lib/dkms/$dname/$v1" "$mnt/usr/src/$dname-$v1" 2>/dev/null
 			# shellcheck disable=SC2016
