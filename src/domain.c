@@ -167,11 +167,13 @@ static int viommu_map_pages(struct iommu_domain *domain, unsigned long iova,
 	}
 	viommu_itree_insert(m, &vdom->mappings);
 	live = vdom->live;
+	m->on_device = live;
 	spin_unlock_irqrestore(&vdom->map_lock, flags);
 
 	if (live) {
+		merged = false;
 		ret = viommu_queue_map(eng, vdom, iova, last, paddr, m->flags,
-				       &merged);
+				       batching ? &merged : NULL, false);
 		if (ret) {
 			viommu_forget_mapping(vdom, m);
 			return ret;
@@ -298,11 +300,13 @@ static phys_addr_t viommu_iova_to_phys(struct iommu_domain *domain,
  * viommu_domain_replay() - create the mappings of a domain on the device
  * @vdom: a domain that an ATTACH request just created on the device
  *
- * From now on map and unmap reach the device. The mappings made while the
- * domain had no endpoint are sent, one MAP each, and synced. Called with
- * the instance's attach_lock held; this is the only place that queues
- * requests with the domain's map_lock held, which keeps concurrent
- * map/unmap calls ordered after the replay.
+ * From now on map and unmap reach the device: mappings made from now on
+ * are marked on_device and sent by their mapper. The mappings made while
+ * the domain had no endpoint are sent here, one MAP each, and synced.
+ * Called with the instance's attach_lock held, in process context. When
+ * the request pool runs out, the map_lock is dropped while the queue
+ * drains, so no CPU waits for the device with interrupts disabled; a
+ * mapping removed meanwhile is simply not sent.
  *
  * Return: 0, or the first error of the replay.
  */
@@ -312,17 +316,33 @@ int viommu_domain_replay(struct viommu_domain *vdom)
 	struct viommu_mapping *m;
 	unsigned long flags;
 	bool any = false;
+	u64 next = 0;
 	int ret = 0;
 
 	spin_lock_irqsave(&vdom->map_lock, flags);
 	vdom->live = true;
-	for (m = viommu_itree_iter_first(&vdom->mappings, 0, U64_MAX); m;
-	     m = viommu_itree_iter_next(m, 0, U64_MAX)) {
-		ret = viommu_queue_map(eng, vdom, m->start, m->last, m->paddr,
-				       m->flags, NULL);
-		if (ret)
-			break;
-		any = true;
+	m = viommu_itree_iter_first(&vdom->mappings, 0, U64_MAX);
+	while (m) {
+		if (!m->on_device) {
+			ret = viommu_queue_map(eng, vdom, m->start, m->last,
+					       m->paddr, m->flags, NULL, true);
+			if (ret == -EAGAIN) {
+				next = m->start;
+				spin_unlock_irqrestore(&vdom->map_lock, flags);
+				ret = viommu_sync(eng, VIOMMU_CAUSE_SYNC);
+				spin_lock_irqsave(&vdom->map_lock, flags);
+				if (ret)
+					break;
+				m = viommu_itree_iter_first(&vdom->mappings,
+							    next, U64_MAX);
+				continue;
+			}
+			if (ret)
+				break;
+			m->on_device = true;
+			any = true;
+		}
+		m = viommu_itree_iter_next(m, 0, U64_MAX);
 	}
 	spin_unlock_irqrestore(&vdom->map_lock, flags);
 	if (!any)
@@ -332,6 +352,26 @@ int viommu_domain_replay(struct viommu_domain *vdom)
 	if (!ret)
 		ret = viommu_domain_collect_failures(eng, vdom, 0, U64_MAX);
 	return ret;
+}
+
+/**
+ * viommu_domain_gone() - the device destroyed the domain
+ * @vdom: a domain whose last endpoint just left it
+ *
+ * Map and unmap no longer reach the device, and every mapping must be
+ * replayed if an endpoint attaches again.
+ */
+void viommu_domain_gone(struct viommu_domain *vdom)
+{
+	struct viommu_mapping *m;
+	unsigned long flags;
+
+	spin_lock_irqsave(&vdom->map_lock, flags);
+	vdom->live = false;
+	for (m = viommu_itree_iter_first(&vdom->mappings, 0, U64_MAX); m;
+	     m = viommu_itree_iter_next(m, 0, U64_MAX))
+		m->on_device = false;
+	spin_unlock_irqrestore(&vdom->map_lock, flags);
 }
 
 int viommu_attach_paging(struct iommu_domain *domain, struct device *dev)

@@ -261,17 +261,13 @@ static void viommu_leave_locked(struct viommu_endpoint *ep)
 {
 	struct viommu_dev *viommu = ep->viommu;
 	struct viommu_domain *vdom = ep->vdomain;
-	unsigned long flags;
 
 	switch (ep->attached) {
 	case VIOMMU_ATTACHED_PAGING:
 		if (ep->untrusted)
 			vdom->nr_untrusted--;
-		if (!--vdom->nr_endpoints) {
-			spin_lock_irqsave(&vdom->map_lock, flags);
-			vdom->live = false;
-			spin_unlock_irqrestore(&vdom->map_lock, flags);
-		}
+		if (!--vdom->nr_endpoints)
+			viommu_domain_gone(vdom);
 		ep->vdomain = NULL;
 		break;
 	case VIOMMU_ATTACHED_IDENTITY:

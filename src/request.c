@@ -698,18 +698,21 @@ static void viommu_check_deferred_conflict(struct viommu_engine *eng,
  * @last: last address (inclusive)
  * @paddr: physical address of @iova
  * @flags: VIRTIO_IOMMU_MAP_F_* flags
- * @merged: set when the range was appended to the previous pending MAP of
- *	the same caller instead of taking a request of its own; NULL when the
- *	request must stay separate (replay of existing mappings)
+ * @merged: NULL when the request must stay separate (map_batching is 0, or
+ *	a replay of existing mappings); otherwise set when the range was
+ *	appended to the previous pending MAP of the same caller instead of
+ *	taking a request of its own
+ * @nowait: return -EAGAIN instead of waiting when no request slot is free
  *
  * The request reaches the device at the next sync. A failure is recorded in
  * the domain and reported by viommu_domain_collect_failures().
  *
- * Return: 0, or a negative errno when no request slot could be obtained.
+ * Return: 0, -EAGAIN (@nowait), or a negative errno when no request slot
+ * could be obtained.
  */
 int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 		     u64 iova, u64 last, phys_addr_t paddr, u32 flags,
-		     bool *merged)
+		     bool *merged, bool nowait)
 {
 	unsigned long token = merged ? viommu_caller_token() : 0;
 	struct virtio_iommu_req_map *map;
@@ -723,7 +726,7 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	      list_last_entry(&eng->pending, struct viommu_req, node);
 	if (merged)
 		*merged = false;
-	if (merged && req && READ_ONCE(eng->knobs.map_batching) && !req->ext &&
+	if (merged && req && !req->ext &&
 	    req->buf.head.type == VIRTIO_IOMMU_T_MAP && req->vdomain == vdom &&
 	    req->owner == token) {
 		map = &req->buf.map;
@@ -736,6 +739,13 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 			*merged = true;
 			spin_unlock_irqrestore(&eng->lock, irqflags);
 			return 0;
+		}
+	}
+	if (nowait) {
+		viommu_reap_locked(eng);
+		if (list_empty(&eng->free_list)) {
+			spin_unlock_irqrestore(&eng->lock, irqflags);
+			return -EAGAIN;
 		}
 	}
 	req = viommu_get_slot_locked(eng, &irqflags);

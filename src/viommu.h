@@ -271,6 +271,7 @@ struct viommu_mapping {
 	u64			subtree_last;
 	phys_addr_t		paddr;
 	u32			flags;
+	bool			on_device;	/* its MAP was queued */
 };
 
 struct viommu_range {
@@ -342,7 +343,7 @@ int viommu_send_probe(struct viommu_engine *eng, u32 endpoint,
 		      size_t probe_size, void **props);
 int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 		     u64 iova, u64 last, phys_addr_t paddr, u32 flags,
-		     bool *merged);
+		     bool *merged, bool nowait);
 int viommu_queue_unmap(struct viommu_engine *eng, u32 domain_id, u64 iova,
 		       u64 last, bool deferred);
 int viommu_sync(struct viommu_engine *eng, enum viommu_submit_cause cause);
@@ -363,6 +364,7 @@ void viommu_stats_reset(struct viommu_engine *eng);
 extern const struct iommu_domain_ops viommu_paging_ops;
 struct iommu_domain *viommu_domain_alloc_paging(struct device *dev);
 int viommu_domain_replay(struct viommu_domain *vdom);
+void viommu_domain_gone(struct viommu_domain *vdom);
 
 /* endpoint.c */
 int viommu_paging_attach(struct viommu_endpoint *ep, struct viommu_domain *vdom);
