@@ -215,7 +215,19 @@ boot_and_check() {
 		BOOT_SECS[$name]="did not reach the test unit"
 		console_text "$name" | tail -n 25 | sed "s/^/  $name console: /"
 	fi
-	if [ -n "$t_done" ]; then
+	if [ -n "$t_done" ] && [ "$drv" = intree ]; then
+		# The in-tree driver is not ours to hold to 10 s: measured here, a
+		# Debian 12 guest with its root NVMe behind virtio-iommu and the
+		# in-tree driver spends ~60 s in device shutdown after "Powering
+		# off." (see docs/INSTALL-TEST.md). Checked: it does power off.
+		local off
+		off=$(fdiff "$t_done" "$t_end")
+		if [ "$rc" = 0 ]; then
+			result "$name/poweroff" PASS "in-tree driver: QEMU exited (rc 0) ${off}s after the test's last line (figure, no limit)"
+		else
+			result "$name/poweroff" FAIL "in-tree driver: QEMU rc=$rc ${off}s after the test's last line"
+		fi
+	elif [ -n "$t_done" ]; then
 		local off
 		off=$(fdiff "$t_done" "$t_end")
 		if [ "$rc" = 0 ] && awk -v s="$off" 'BEGIN{exit !(s <= 10)}'; then
@@ -417,7 +429,7 @@ else
 	else
 		result noheaders/apt-get FAIL "apt-get install failed without headers: $(tail -n 3 "$WORK/noheaders-apt.log" | tr '\n' ' ')"
 	fi
-	why=$(grep -m1 -iE 'header' "$WORK/noheaders-apt.log" || true)
+	why=$(grep -iE -A1 'skipped|headers .*not|not built' "$WORK/noheaders-apt.log" | head -n2 | tr '\n' ' ' || true)
 	if [ -n "$why" ]; then
 		result noheaders/says-why PASS "$why"
 	else
