@@ -220,7 +220,7 @@ qemu_ticks() {
 	local t c v out
 	out="$(date +%s.%N)"$'\n'
 	for t in /proc/"$1"/task/*; do
-		c=$(tr ' ' '_' <"$t/comm" 2>/dev/null) || continue
+		c=$(tr ' ' '_' 2>/dev/null <"$t/comm") || continue
 		v=$(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')
 		[ -n "$v" ] && out+="$c $v"$'\n'
 	done
