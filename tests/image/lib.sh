@@ -44,13 +44,46 @@ img_mount_api() {
 	fi
 }
 
-# img_umount MNT: undo img_mount (removes the policy-rc.d it added).
+# chroot_pids MNT: processes (left by commands we ran) whose root is MNT.
+chroot_pids() {
+	local p
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/root" 2>/dev/null)" = "$1" ] && echo "${p#/proc/}"
+	done
+	return 0
+}
+
+# img_umount MNT: undo img_mount (removes the policy-rc.d it added). The
+# image must be fully released before QEMU boots it: a straggler left
+# inside the chroot is ended (by pid) and the unmount retried; a lazy
+# unmount is only accepted once the image's loop device has gone.
 img_umount() {
-	local mnt=$1 i
+	local mnt=$1 i pids img
 	mountpoint -q "$mnt" || return 0
 	rm -f "$mnt/usr/sbin/policy-rc.d"
 	sync -f "$mnt" 2>/dev/null || true
-	umount -R "$mnt" || umount -R -l "$mnt"
+	if ! umount -R "$mnt" 2>/dev/null; then
+		pids=$(chroot_pids "$mnt")
+		if [ -n "$pids" ]; then
+			log "ending processes left in the chroot $mnt: ${pids//$'\n'/ }"
+			# shellcheck disable=SC2086
+			kill $pids 2>/dev/null || true
+			sleep 2
+			# shellcheck disable=SC2086
+			kill -9 $pids 2>/dev/null || true
+			sleep 1
+		fi
+		if ! umount -R "$mnt"; then
+			img=$(findmnt -no SOURCE "$mnt" 2>/dev/null || true)
+			umount -R -l "$mnt"
+			for _ in $(seq 30); do
+				[ -z "$img" ] || ! losetup "$img" >/dev/null 2>&1 || break
+				sleep 1
+			done
+			[ -z "$img" ] || ! losetup "$img" >/dev/null 2>&1 ||
+				die "$mnt: image still attached to $img after a lazy unmount"
+		fi
+	fi
 	for i in "${!IMG_MOUNTS[@]}"; do
 		[ "${IMG_MOUNTS[$i]}" != "$mnt" ] || unset "IMG_MOUNTS[$i]"
 	done

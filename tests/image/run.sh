@@ -116,7 +116,7 @@ v1=$(cat "$top/VERSION")
 v2=$v1.1
 deb1="" deb2=""
 if deb1=$(build_deb "$v1"); then
-	result deb-build PASS "$(basename "$deb1") from make deb"
+	result deb-build PASS "$(basename "$deb1") from a scratch copy of the tree (packaging/build-deb.sh, else make deb)"
 else
 	result deb-build FAIL "make deb failed for $v1 (log $IMG_CACHE/debsrc/$v1/build.log)"
 	deb1=""
