@@ -156,9 +156,9 @@ static void viommu_attach_identity_bypass_config(struct kunit *test)
 	r = vfake_last(env->fake, VIRTIO_IOMMU_T_DETACH);
 	KUNIT_ASSERT_NOT_NULL(test, r);
 	KUNIT_EXPECT_EQ(test, r->domain, viommu->identity_id);
-	KUNIT_EXPECT_TRUE(test, viommu->identity_live);
+	KUNIT_EXPECT_GT(test, viommu->identity_users, 0U);
 	vfake_env_release_endpoint(env, ep2);
-	KUNIT_EXPECT_FALSE(test, viommu->identity_live);
+	KUNIT_EXPECT_EQ(test, viommu->identity_users, 0U);
 	KUNIT_EXPECT_NULL(test, vfake_domain(env->fake, viommu->identity_id));
 }
 
@@ -240,11 +240,11 @@ static void viommu_attach_blocked_domain(struct kunit *test)
 	/* From blocked to identity and back. */
 	KUNIT_ASSERT_EQ(test, viommu_attach_identity(&viommu_identity_domain,
 						     ep->dev), 0);
-	KUNIT_EXPECT_FALSE(test, viommu->blocking_live);
+	KUNIT_EXPECT_EQ(test, viommu->blocking_users, 0U);
 	KUNIT_ASSERT_EQ(test, viommu_attach_blocked(&viommu_blocked_domain,
 						    ep->dev), 0);
 	KUNIT_EXPECT_EQ(test, vfake_endpoint_domain(env->fake, 3), viommu->blocking_id);
-	KUNIT_EXPECT_FALSE(test, viommu->identity_live);
+	KUNIT_EXPECT_EQ(test, viommu->identity_users, 0U);
 }
 
 static void viommu_attach_blocked_unavailable(struct kunit *test)

@@ -271,12 +271,11 @@ static void viommu_leave_locked(struct viommu_endpoint *ep)
 		ep->vdomain = NULL;
 		break;
 	case VIOMMU_ATTACHED_IDENTITY:
-		if (viommu->has_bypass_config && !--viommu->identity_users)
-			viommu->identity_live = false;
+		if (viommu->has_bypass_config)
+			viommu->identity_users--;
 		break;
 	case VIOMMU_ATTACHED_BLOCKED:
-		if (!--viommu->blocking_users)
-			viommu->blocking_live = false;
+		viommu->blocking_users--;
 		break;
 	case VIOMMU_DETACHED:
 		break;
@@ -349,7 +348,6 @@ int viommu_attach_identity(struct iommu_domain *domain, struct device *dev)
 			goto out;
 		viommu_leave_locked(ep);
 		viommu->identity_users++;
-		viommu->identity_live = true;
 	} else if (viommu->has_legacy_bypass) {
 		/* Unattached endpoints bypass the IOMMU. */
 		if (ep->attached != VIOMMU_DETACHED) {
@@ -388,7 +386,6 @@ int viommu_attach_blocked(struct iommu_domain *domain, struct device *dev)
 		goto out;
 	viommu_leave_locked(ep);
 	viommu->blocking_users++;
-	viommu->blocking_live = true;
 	ep->attached = VIOMMU_ATTACHED_BLOCKED;
 out:
 	mutex_unlock(&viommu->attach_lock);

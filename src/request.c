@@ -360,14 +360,15 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 			      const void *arg)
 	__must_hold(&eng->lock)
 {
-	ktime_t now = ktime_get();
-	ktime_t deadline = ktime_add_ns(now, eng->timeout_ns);
-	ktime_t rekick = ktime_add_us(now, VIOMMU_REKICK_US);
+	ktime_t now, deadline, rekick;
 	bool notify;
 
 	viommu_reap_locked(eng);
 	if (done(eng, arg))
 		return 0;
+	now = ktime_get();
+	deadline = ktime_add_ns(now, eng->timeout_ns);
+	rekick = ktime_add_us(now, VIOMMU_REKICK_US);
 	for (;;) {
 		now = ktime_get();
 		notify = ktime_after(now, rekick);

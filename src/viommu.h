@@ -257,8 +257,6 @@ struct viommu_dev {
 	/* Reserved domain IDs: 0 when not available. */
 	u32				identity_id;
 	u32				blocking_id;
-	bool				identity_live;
-	bool				blocking_live;
 	unsigned int			identity_users;
 	unsigned int			blocking_users;
 	struct mutex			attach_lock;	/* the above and attach */
