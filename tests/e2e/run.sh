@@ -148,7 +148,14 @@ run_kernel() {
 				[ "$shut" = reboot ] && want="reboot: Restarting system"
 				local guest_t
 				guest_t=$(guest_shutdown_s "$out/$b")
-				if [ -n "$VM_SHUTDOWN_S" ] && grep -q "$want" "$out/$b/console.log" &&
+				if [ "$MOD" = intree ]; then
+					# The in-tree driver's shutdown is a figure, not a verdict.
+					if [ -n "$VM_SHUTDOWN_S" ]; then
+						echo "FIGURE $kver $b/$shut-$order in-tree driver: ${VM_SHUTDOWN_S}s host (${guest_t}s guest) from '$shut -f' to QEMU exit, '$want' $(grep -q "$want" "$out/$b/console.log" && echo seen || echo 'not seen')"
+					else
+						echo "FIGURE $kver $b/$shut-$order in-tree driver: QEMU did not exit within ${VM_SHUTDOWN_CAP}s of '$shut -f' ($VM_ATTEMPTS)"
+					fi
+				elif [ -n "$VM_SHUTDOWN_S" ] && grep -q "$want" "$out/$b/console.log" &&
 					[ "$(echo "$VM_SHUTDOWN_S < $SHUTDOWN_LIMIT_S" | bc)" = 1 ]; then
 					echo "PASS $kver $b/$shut-$order ${VM_SHUTDOWN_S}s host (${guest_t}s guest) from '$shut -f' to QEMU exit, '$want' seen"
 				else

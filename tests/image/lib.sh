@@ -125,13 +125,15 @@ img_extract_boot() {
 	cp "$mnt/boot/initrd.img-$kver" "$dir/initrd.img"
 }
 
-# boot_image NAME ROOTIMG DATAIMG BOOTDIR IOMMU(0|1) TIMEOUT EXTRA_APPEND
+# boot_image NAME ROOTIMG DATAIMG BOOTDIR IOMMU(0|1) TIMEOUT EXTRA_APPEND [OFFCAP]
 # Boots under TCG and writes $WORK/NAME.console: one line per console line,
 # "<host epoch seconds> <text>". Also writes $WORK/NAME.times with
-# "start=<epoch> end=<epoch> rc=<qemu exit code>". Returns 0.
+# "start=<epoch> end=<epoch> rc=<qemu exit code>". With OFFCAP, QEMU is
+# ended OFFCAP seconds after the guest's RESULT-DONE line if it has not
+# exited by then, and $WORK/NAME.capped is created. Returns 0.
 boot_image() {
-	local name=$1 root=$2 data=$3 bootdir=$4 iommu=$5 tmo=$6 extra=$7
-	local con=$WORK/$name.console start end rc line
+	local name=$1 root=$2 data=$3 bootdir=$4 iommu=$5 tmo=$6 extra=$7 offcap=${8:-}
+	local con=$WORK/$name.console pidf=$WORK/$name.pid start end rc line watcher=""
 	# shellcheck disable=SC2054
 	local args=(
 		-M q35 -accel tcg,thread=multi -cpu max -smp 2 -m 2G
@@ -149,17 +151,48 @@ boot_image() {
 	fi
 	log "boot $name (iommu=$iommu, timeout ${tmo}s)"
 	printf '%s\n' "qemu-system-x86_64 ${args[*]}" >"$WORK/$name.cmdline"
+	rm -f "$pidf" "$WORK/$name.capped"
+	: >"$con"
+	if [ -n "$offcap" ]; then
+		_boot_offcap "$con" "$pidf" "$offcap" "$WORK/$name.capped" &
+		watcher=$!
+	fi
 	start=$EPOCHREALTIME
 	set +e
-	timeout -k 10 "$tmo" qemu-system-x86_64 "${args[@]}" </dev/null 2>"$WORK/$name.qemu-stderr" |
-		while IFS= read -r line || [ -n "$line" ]; do
-			printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"
-		done >"$con"
+	{
+		timeout -k 10 "$tmo" qemu-system-x86_64 "${args[@]}" </dev/null 2>"$WORK/$name.qemu-stderr" &
+		echo $! >"$pidf"
+		wait $!
+	} | while IFS= read -r line || [ -n "$line" ]; do
+		printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"
+	done >"$con"
 	rc=${PIPESTATUS[0]}
+	[ -z "$watcher" ] || { kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null; }
 	set -e
 	end=$EPOCHREALTIME
 	echo "start=$start end=$end rc=$rc" >"$WORK/$name.times"
 	log "boot $name ended: qemu rc=$rc after $(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')s"
+}
+
+# _boot_offcap CONSOLE PIDFILE SECS MARKER: once CONSOLE has a RESULT-DONE
+# line, give the QEMU in PIDFILE SECS seconds, then end it and create MARKER.
+_boot_offcap() {
+	local con=$1 pidf=$2 cap=$3 marker=$4 pid="" done_at=""
+	while [ -z "$pid" ]; do
+		sleep 1
+		[ -s "$pidf" ] && pid=$(<"$pidf")
+	done
+	while kill -0 "$pid" 2>/dev/null; do
+		if [ -z "$done_at" ] && grep -q ' RESULT-DONE' "$con"; then
+			done_at=$SECONDS
+		fi
+		if [ -n "$done_at" ] && [ $((SECONDS - done_at)) -ge "$cap" ]; then
+			: >"$marker"
+			kill "$pid" 2>/dev/null
+			return 0
+		fi
+		sleep 1
+	done
 }
 
 # console_first NAME REGEX: host epoch of the first console line matching

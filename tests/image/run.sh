@@ -27,6 +27,9 @@ top=$(cd "$here/../.." && pwd)
 PKG=virtio-iommu-fq-dkms
 KNOB=flush_timeout_ms=7
 BOOT_TIMEOUT=${VIOMMU_IMAGE_BOOT_TIMEOUT:-600}
+# The in-tree driver's poweroff is measured, never judged: it is given this
+# many seconds after the test's last line, then QEMU is ended.
+INTREE_OFF_CAP=${VIOMMU_INTREE_OFF_CAP:-120}
 WORK=$IMG_CACHE/work
 NPASS=0 NFAIL=0 NSKIP=0
 T0=$SECONDS
@@ -41,6 +44,13 @@ result() { # name PASS|FAIL|SKIP evidence
 	*) NFAIL=$((NFAIL + 1)); printf 'FAIL %s: %s\n' "$name" "$*" ;;
 	esac
 	printf '%s %s %s\n' "$r" "$name" "$*" >>"$WORK/results.txt"
+}
+
+figure() { # name evidence: a measurement of a peer, neither passed nor failed
+	local name=$1
+	shift
+	printf 'fig  %s: %s\n' "$name" "$*"
+	printf 'FIGURE %s %s\n' "$name" "$*" >>"$WORK/results.txt"
 }
 
 summary() {
@@ -188,7 +198,9 @@ boot_and_check() {
 	img_umount "$mnt"
 	rm -f "$data"
 	truncate -s 256M "$data"
-	boot_image "$name" "$img" "$data" "$WORK/boot-$name" "$iommu" "$BOOT_TIMEOUT" ""
+	local cap=""
+	[ "$drv" != intree ] || cap=$INTREE_OFF_CAP
+	boot_image "$name" "$img" "$data" "$WORK/boot-$name" "$iommu" "$BOOT_TIMEOUT" "" "$cap"
 	rm -f "$data"
 	t_start=$(times_get "$name" start)
 	t_end=$(times_get "$name" end)
@@ -215,17 +227,21 @@ boot_and_check() {
 		BOOT_SECS[$name]="did not reach the test unit"
 		console_text "$name" | tail -n 25 | sed "s/^/  $name console: /"
 	fi
-	if [ -n "$t_done" ] && [ "$drv" = intree ]; then
-		# The in-tree driver is not ours to hold to 10 s: measured here, a
-		# Debian 12 guest with its root NVMe behind virtio-iommu and the
-		# in-tree driver spends ~60 s in device shutdown after "Powering
-		# off." (see docs/INSTALL-TEST.md). Checked: it does power off.
+	if [ "$drv" = intree ]; then
+		# The in-tree driver is not ours to judge: with its root NVMe
+		# behind virtio-iommu, a Debian 12 guest has been measured to
+		# spend ~60 s in device shutdown after "Powering off." (NVMe admin
+		# timeout), and sometimes to hang for good (RCU grace period
+		# blocked under nvme_dev_disable); see docs/INSTALL-TEST.md. The
+		# figure is recorded; the wait is capped by boot_image.
 		local off
-		off=$(fdiff "$t_done" "$t_end")
-		if [ "$rc" = 0 ]; then
-			result "$name/poweroff" PASS "in-tree driver: QEMU exited (rc 0) ${off}s after the test's last line (figure, no limit)"
+		if [ -z "$t_done" ]; then
+			figure "$name/poweroff" "in-tree driver: the test never finished (qemu rc=$rc)"
+		elif [ -e "$WORK/$name.capped" ]; then
+			figure "$name/poweroff" "in-tree driver: did not power off within ${INTREE_OFF_CAP}s after the test's last line (QEMU ended by the test)"
 		else
-			result "$name/poweroff" FAIL "in-tree driver: QEMU rc=$rc ${off}s after the test's last line"
+			off=$(fdiff "$t_done" "$t_end")
+			figure "$name/poweroff" "in-tree driver: QEMU exited (rc $rc) ${off}s after the test's last line"
 		fi
 	elif [ -n "$t_done" ]; then
 		local off

@@ -14,6 +14,9 @@
 #   METRIC <name> <value>              a figure for the report (never judged)
 #   GUEST-DONE                         the script ran to its end
 #   SHUTDOWN <poweroff|reboot> <uptime>  about to call reboot(2)
+#   HOST-QMP <delay-s> <json>...       ask the host to send these QMP commands
+#                                      to QEMU after delay-s seconds (events
+#                                      from outside: hot-plug, wake-up)
 # The host fails every planned case that has no RESULT.
 
 VIOMMU_RESULTS_TTY=${VIOMMU_RESULTS_TTY:-/dev/ttyS1}
@@ -33,6 +36,8 @@ guest_done() { _emit "GUEST-DONE"; }
 plan() { _emit "PLAN $*"; }
 info() { _emit "INFO $*"; }
 metric() { _emit "METRIC $1 $2"; }
+# host_qmp DELAY JSON...: each JSON one QMP command object without spaces.
+host_qmp() { _emit "HOST-QMP $*"; }
 
 # result CASE PASS|FAIL|SKIP DETAIL...
 result() {

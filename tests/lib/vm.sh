@@ -21,11 +21,18 @@
 #   VM_START_TIMEOUT  seconds the guest has to reach /init (GUEST-START)
 #                before the boot counts as hung in early boot (default 180;
 #                an early-boot hang under TCG is an infrastructure failure)
+#   VM_SHUTDOWN_CAP  seconds QEMU may run after the guest's SHUTDOWN line
+#                before it is ended (default 120; VM_STATUS=shutdown-capped)
 #   VM_DISK_SIZE size of each disk image (default 256M)
 #   VM_SMP VM_MEM          (default 2, 2G)
+# QEMU's monitor is DIR/attempt-<n>/qmp.sock. A guest line
+# "HOST-QMP <delay-seconds> <json> [<json>...]" on the results port makes the
+# host send those QMP commands (each a JSON object without spaces) after the
+# delay; the replies are logged in DIR/attempt-<n>/qmp.log.
 #   VM_IOMMU=0             no virtio-iommu-pci (e.g. for a no-IOMMU baseline)
 # Sets, for the caller:
-#   VM_STATUS    ok | infra | timeout | nostart  (of the last attempt)
+#   VM_STATUS    ok | infra | timeout | nostart | shutdown-capped
+#                (of the last attempt)
 #   VM_ATTEMPTS  human-readable summary of every attempt
 #   VM_SHUTDOWN_S  host seconds from the guest's SHUTDOWN line to QEMU's exit
 #                  (empty if the guest never announced a shutdown)
@@ -36,13 +43,50 @@
 #   ("PASS|FAIL|SKIP <case> <detail>", a PLAN-ned case without RESULT is a
 #   FAIL), and sets VM_PASS VM_FAIL VM_SKIP counts.
 
+VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_TIMEOUT=${VM_TIMEOUT:-600}
 VM_START_TIMEOUT=${VM_START_TIMEOUT:-180}
+VM_SHUTDOWN_CAP=${VM_SHUTDOWN_CAP:-120}
 VM_DISK_SIZE=${VM_DISK_SIZE:-256M}
 VM_SMP=${VM_SMP:-2}
 VM_MEM=${VM_MEM:-2G}
 VM_IOMMU=${VM_IOMMU:-1}
 export VM_SHUTDOWN_S VM_WALL_S VM_ATTEMPTS VM_STATUS
+
+# _vm_now_us: the host's wall clock in microseconds (no fork).
+_vm_now_us() {
+	local t=$EPOCHREALTIME
+	echo $((${t%.*} * 1000000 + 10#${t#*.}))
+}
+
+# _vm_us_to_s US DIGITS: microseconds as seconds with 1 or 2 decimals.
+_vm_us_to_s() {
+	if [ "$2" = 1 ]; then
+		printf '%d.%01d' $(($1 / 1000000)) $(($1 % 1000000 / 100000))
+	else
+		printf '%d.%02d' $(($1 / 1000000)) $(($1 % 1000000 / 10000))
+	fi
+}
+
+# _vm_kill PID: end QEMU, forcefully if it does not go within a second.
+_vm_kill() {
+	kill "$1" 2>/dev/null || true
+	sleep 1
+	kill -9 "$1" 2>/dev/null || true
+}
+
+# _vm_host_qmp ADIR "DELAY JSON...": the guest asked the host for an event
+# from outside (hot-plug, wake-up): after DELAY seconds, send each JSON
+# command to QEMU's monitor; replies go to ADIR/qmp.log.
+_vm_host_qmp() {
+	local adir=$1 delay=${2%% *} rest=${2#* } cmds=()
+	read -r -a cmds <<<"$rest"
+	printf '%s request: after %ss: %s\n' "$EPOCHREALTIME" "$delay" "$rest" >>"$adir/qmp.log"
+	(
+		sleep "$delay"
+		python3 "$VM_LIB_DIR/qmp.py" "$adir/qmp.sock" "${cmds[@]}"
+	) >>"$adir/qmp.log" 2>&1 &
+}
 
 # _viommu_vm_boot_once ADIR KERNEL INITRD APPEND QEMU-ARGS...
 _viommu_vm_boot_once() {
@@ -54,6 +98,7 @@ _viommu_vm_boot_once() {
 		-smp "$VM_SMP" -m "$VM_MEM"
 		-display none -monitor none -nic none -no-reboot
 		-serial "file:$adir/console.log" -serial "file:$adir/results.log"
+		-qmp "unix:$adir/qmp.sock,server=on,wait=off"
 		-kernel "$kernel" -initrd "$initrd"
 		-append "console=ttyS0,115200 panic=-1 printk.time=1 $append"
 	)
@@ -67,44 +112,56 @@ _viommu_vm_boot_once() {
 	mkdir -p "$adir"
 	: >"$adir/console.log"
 	: >"$adir/results.log"
+	rm -f "$adir/qmp.sock"
 	printf '%q ' qemu-system-x86_64 "${args[@]}" "$@" >"$adir/qemu.cmd"
 	echo >>"$adir/qemu.cmd"
-	start=$(date +%s.%N)
+	# The wait below forks nothing per tick (builtins only, results.log
+	# read incrementally), so the host stays quiet while the guest runs.
+	start=$(_vm_now_us)
 	qemu-system-x86_64 "${args[@]}" "$@" >"$adir/qemu.out" 2>&1 &
 	pid=$!
 	VM_STATUS=ok
+	local rfd tfd line="" part now
+	exec {rfd}<"$adir/results.log"
+	exec {tfd}<> <(:)
 	while kill -0 "$pid" 2>/dev/null; do
-		now=$(date +%s.%N)
-		if [ -z "$sd_at" ] && grep -q '^SHUTDOWN ' "$adir/results.log" 2>/dev/null; then
-			sd_at=$now
-		fi
-		if [ -z "$started" ]; then
-			if grep -q '^GUEST-START' "$adir/results.log" 2>/dev/null; then
-				started=1
-			elif [ "$(echo "$now - $start > $VM_START_TIMEOUT" | bc)" = 1 ]; then
-				VM_STATUS=timeout
-				echo "no GUEST-START after ${VM_START_TIMEOUT}s (early-boot hang): killed" >"$adir/runner.log"
-				kill "$pid" 2>/dev/null || true
-				sleep 1
-				kill -9 "$pid" 2>/dev/null || true
-				break
-			fi
-		fi
-		if [ "$(echo "$now - $start > $VM_TIMEOUT" | bc)" = 1 ]; then
+		now=$(_vm_now_us)
+		while IFS= read -r -u "$rfd" part; do
+			line+=$part
+			case $line in
+			GUEST-START*) started=1 ;;
+			SHUTDOWN\ *) [ -n "$sd_at" ] || sd_at=$now ;;
+			HOST-QMP\ *) _vm_host_qmp "$adir" "${line#HOST-QMP }" ;;
+			esac
+			line=""
+		done
+		line+=$part
+		if [ -z "$started" ] && [ $((now - start)) -gt $((VM_START_TIMEOUT * 1000000)) ]; then
 			VM_STATUS=timeout
-			kill "$pid" 2>/dev/null || true
-			sleep 1
-			kill -9 "$pid" 2>/dev/null || true
+			echo "no GUEST-START after ${VM_START_TIMEOUT}s (early-boot hang): killed" >"$adir/runner.log"
+			_vm_kill "$pid"
 			break
 		fi
-		sleep 0.1
+		if [ -n "$sd_at" ] && [ $((now - sd_at)) -gt $((VM_SHUTDOWN_CAP * 1000000)) ]; then
+			VM_STATUS=shutdown-capped
+			echo "QEMU still running ${VM_SHUTDOWN_CAP}s after the guest's SHUTDOWN line: killed" >"$adir/runner.log"
+			_vm_kill "$pid"
+			break
+		fi
+		if [ $((now - start)) -gt $((VM_TIMEOUT * 1000000)) ]; then
+			VM_STATUS=timeout
+			_vm_kill "$pid"
+			break
+		fi
+		read -r -t 0.2 -u "$tfd" _ || true
 	done
+	exec {rfd}<&- {tfd}<&-
 	wait "$pid" 2>/dev/null || true
-	end=$(date +%s.%N)
-	VM_WALL_S=$(printf '%.1f' "$(echo "$end - $start" | bc)")
+	end=$(_vm_now_us)
+	VM_WALL_S=$(_vm_us_to_s $((end - start)) 1)
 	VM_SHUTDOWN_S=""
 	if [ -n "$sd_at" ] && [ "$VM_STATUS" = ok ]; then
-		VM_SHUTDOWN_S=$(printf '%.2f' "$(echo "$end - $sd_at" | bc)")
+		VM_SHUTDOWN_S=$(_vm_us_to_s $((end - sd_at)) 2)
 	fi
 	tr -d '\r' <"$adir/results.log" >"$adir/results.tmp" && mv "$adir/results.tmp" "$adir/results.log"
 	if ! grep -q '^GUEST-START ' "$adir/results.log"; then
