@@ -267,6 +267,7 @@ job_watch() {
 				}' "$d/.cpu-start-$tag" "$d/.cpu-last" >"$d/cpu-$tag.txt" || rm -f "$d/cpu-$tag.txt"
 			rm -f "$d/.cpu-start-$tag"
 		done
+		# shellcheck disable=SC2013 # tags are single words
 		for tag in $(sed -n 's/^INFO job \([A-Z]-[a-z]*\) start.*/\1/p' "$d"/attempt-*/results.log 2>/dev/null); do
 			case $seen in *" $tag "*) continue ;; esac
 			seen+="$tag "

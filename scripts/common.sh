@@ -4,9 +4,13 @@
 # Shared helpers for the project's scripts: cache locations, the sid apt
 # configuration, and "newest available version" lookups. Source this file.
 
+# These are read by the scripts that source this file.
+# shellcheck disable=SC2034
 VIOMMU_CACHE=${VIOMMU_CACHE:-/var/cache/virtio-iommu-fq}
+# shellcheck disable=SC2034
 VIOMMU_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SID_APT=$VIOMMU_CACHE/sid-apt
+# shellcheck disable=SC2034
 SID_CHROOT=$VIOMMU_CACHE/sid-chroot
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -61,7 +65,7 @@ newest_sid_kver() {
 # extracted once into the cache from the host's linux-source-6.12 package.
 linux_source_tree() {
 	local tarball dir
-	tarball=$(ls /usr/src/linux-source-6.12.tar.* 2>/dev/null | head -n1)
+	tarball=$(find /usr/src -maxdepth 1 -name 'linux-source-6.12.tar.*' | sort | head -n1)
 	[ -n "$tarball" ] || die "linux-source-6.12 is not installed (scripts/host-deps.sh)"
 	dir=$VIOMMU_CACHE/src/linux-source-6.12
 	if [ ! -f "$dir/.extracted" ] || [ "$tarball" -nt "$dir/.extracted" ]; then

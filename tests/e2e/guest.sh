@@ -132,7 +132,7 @@ fio_case() {
 }
 
 # switch_mode MODE: change both endpoints' groups at runtime, then verify.
-mode_name() { echo "$1" | tr 'A-Z' 'a-z'; }
+mode_name() { echo "$1" | tr '[:upper:]' '[:lower:]'; }
 switch_and_verify() {
 	_mode=$1 _suffix=${2:-}
 	_m=$(mode_name "$_mode")$_suffix
@@ -230,7 +230,7 @@ case_knobs_present() {
 	done
 	[ -e "$(fqdir)/reset_counters" ] || _f="$_f reset_counters missing;"
 	if [ -z "$_f" ]; then
-		result counters-present PASS "$(echo $COUNTERS | wc -w) counters, all numeric, reset_counters present"
+		result counters-present PASS "$(echo "$COUNTERS" | wc -w) counters, all numeric, reset_counters present"
 	else
 		result counters-present FAIL "$_f"
 	fi
@@ -290,13 +290,14 @@ knob_rw() {
 make_fragmented_buffer() {
 	rm -f /tmp/fragbuf /tmp/fragbuf.keep /tmp/fragpad
 	# One CPU, so both files draw from the same per-CPU page list.
+	# shellcheck disable=SC2016 # expanded by the inner shell
 	taskset 1 sh -c '
-		i=0
-		while [ $i -lt '"$1"' ]; do
+		n=$1 i=0
+		while [ $i -lt "$n" ]; do
 			dd if=/dev/zero of=/tmp/fragbuf.keep bs=4096 count=1 seek=$i conv=notrunc 2>/dev/null
 			dd if=/dev/zero of=/tmp/fragpad bs=4096 count=1 seek=$i conv=notrunc 2>/dev/null
 			i=$((i + 1))
-		done'
+		done' sh "$1"
 }
 
 # fio unlinks its --iomem=mmap file when done: give it a second name of the
@@ -340,13 +341,15 @@ case_batching() {
 	knob_set map_batching 0
 	link_fragmented_buffer
 	# shellcheck disable=SC2086
-	_r0=$(run_counted batch0 $_job) || { result map-batching-kicks FAIL "fio failed: $(cat /tmp/fio.err | head -n3)"; return; }
+	_r0=$(run_counted batch0 $_job) || { result map-batching-kicks FAIL "fio failed: $(head -n3 /tmp/fio.err)"; return; }
 	knob_set map_batching 1
 	link_fragmented_buffer
 	# shellcheck disable=SC2086
-	_r1=$(run_counted batch1 $_job) || { result map-batching-kicks FAIL "fio failed: $(cat /tmp/fio.err | head -n3)"; return; }
+	_r1=$(run_counted batch1 $_job) || { result map-batching-kicks FAIL "fio failed: $(head -n3 /tmp/fio.err)"; return; }
+	# shellcheck disable=SC2086 # word splitting wanted
 	set -- $_r0
 	_ios0=$(($1 / 64)) _k0=$2 _m0=$3
+	# shellcheck disable=SC2086
 	set -- $_r1
 	_ios1=$(($1 / 64)) _k1=$2 _m1=$3
 	_kpio0=$(ratio "$_k0" "$_ios0") _kpio1=$(ratio "$_k1" "$_ios1")
@@ -394,6 +397,7 @@ case_shadow_on_flush() {
 		fi
 		# shellcheck disable=SC2086
 		_r=$(run_counted sof$_s $_job) || { result shadow-on-flush FAIL "fio failed"; return; }
+		# shellcheck disable=SC2086
 		set -- $_r
 		_ios=$(($1 / 4))
 		_res="$_res $_s:$_ios:$5:$6:$7:$8:$9"
@@ -403,6 +407,7 @@ case_shadow_on_flush() {
 	done
 	knob_set flush_timeout_ms 10
 	# Judge flush_iotlb_all calls per second of I/O.
+	# shellcheck disable=SC2046
 	set -- $(echo "$_res" | tr ':' ' ')
 	_f0=$(ratio "$4" "$(ratio "$7" 1000)") _f1=$(ratio "${11}" "$(ratio "${14}" 1000)")
 	_i0=$(ratio "$4" "$2") _i1=$(ratio "${11}" "$9")
@@ -562,7 +567,7 @@ case_unload() {
 		# must live on.
 		_bad=$(dmesg_bad)
 		if [ -z "$_bad" ] && ! mod_loaded virtio_iommu; then
-			result "unload-attached" PASS "rmmod succeeded cleanly; groups now: $(ls /sys/kernel/iommu_groups | wc -l)"
+			result "unload-attached" PASS "rmmod succeeded cleanly; groups now: $(find /sys/kernel/iommu_groups -mindepth 1 -maxdepth 1 | wc -l)"
 		else
 			result "unload-attached" FAIL "rmmod succeeded but: $(echo "$_bad" | head -n3)"
 		fi

@@ -230,6 +230,7 @@ viommu_vm_results() {
 		seen[$c]=1
 		echo "$s $c $d"
 	done < <(grep '^RESULT ' "$log" 2>/dev/null)
+	# shellcheck disable=SC2013 # case names are single words
 	for c in $(grep '^PLAN ' "$log" 2>/dev/null | cut -d' ' -f2-); do
 		if [ -z "${seen[$c]:-}" ]; then
 			seen[$c]=1

@@ -6,7 +6,9 @@
 #    6.12 kernel headers;
 #  - builds warning-free with W=1 on sid's newest kernel (in the sid chroot);
 #  - scripts/checkpatch.pl --strict --no-tree -f is clean on every source file;
-#  - modinfo shows the version from VERSION.
+#  - modinfo shows the version from VERSION;
+#  - every shell script of the project is shellcheck-clean (all severities;
+#    SC1091, "cannot follow a sourced file given at run time", excepted).
 # Prints one line per case and `SUITE style: N passed, N failed, N skipped`.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
@@ -54,7 +56,7 @@ else
 fi
 
 tree=$(linux_source_tree)
-files=$(cd "$TOP" && ls src/*.c src/*.h | grep -v '\.mod\.c$')
+files=$(cd "$TOP" && find src -maxdepth 1 \( -name '*.c' -o -name '*.h' \) ! -name '*.mod.c' | sort)
 bad=""
 for f in $files; do
 	if ! out=$(cd "$TOP" && perl "$tree/scripts/checkpatch.pl" --strict --no-tree \
@@ -67,6 +69,24 @@ if [ -z "$bad" ]; then
 	report checkpatch PASS "$(echo "$files" | wc -w) files clean with --strict"
 else
 	report checkpatch FAIL "not clean:$bad"
+fi
+
+# Every tracked shell script: *.sh, .ci/run and files with a sh/bash shebang.
+scripts=()
+while IFS= read -r f; do
+	case $f in
+	*.sh | .ci/run) scripts+=("$f") ;;
+	*) head -c 64 "$TOP/$f" 2>/dev/null | head -n1 | grep -qE '^#!/bin/(ba)?sh|^#!/usr/bin/env (ba)?sh' &&
+		scripts+=("$f") ;;
+	esac
+done < <(cd "$TOP" && git ls-files)
+if ! command -v shellcheck >/dev/null; then
+	report shellcheck FAIL "shellcheck missing (scripts/host-deps.sh installs it)"
+elif out=$(cd "$TOP" && shellcheck -x -e SC1091 -f gcc "${scripts[@]}" 2>&1); then
+	report shellcheck PASS "${#scripts[@]} scripts clean"
+else
+	echo "$out" | head -n 20 >&2
+	report shellcheck FAIL "$(echo "$out" | grep -c ': note:\|: warning:\|: error:\|: style:') findings in: $(echo "$out" | cut -d: -f1 | sort -u | tr '\n' ' ')"
 fi
 
 echo "SUITE style: $pass passed, $fail failed, 0 skipped"
