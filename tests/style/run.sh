@@ -46,7 +46,8 @@ check_build w1-bookworm "$bookworm" W=1
 check_build sparse-bookworm "$bookworm" C=1 W=1
 check_build w1-sid "$sid" W=1
 
-ko=$VIOMMU_CACHE/build/$bookworm/virtio-iommu.ko
+# The sparse build above (a plain build may not exist yet on a cold cache).
+ko=$VIOMMU_CACHE/build/$bookworm/args/virtio-iommu.ko
 want=$(cat "$TOP/VERSION")
 got=$(modinfo -F version "$ko" 2>/dev/null || true)
 if [ "$got" = "$want" ] && modinfo -F description "$ko" | grep -q '^virtio-iommu-fq'; then
