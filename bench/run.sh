@@ -212,21 +212,38 @@ record_finding() ( # runs in a subshell: a failing grep must not end the benchma
 	log "finding recorded in $FINDINGS"
 )
 
-# qemu_ticks PID: a time stamp, then "<name> <ticks>" per thread of PID
-# (utime + stime in clock ticks; thread names come from -name
+# qemu_ticks PID: sets TICKS to a time stamp, then "<name> <ticks>" per
+# thread of PID (utime + stime in clock ticks; thread names come from -name
 # debug-threads=on, spaces as _), and a "total" line for the whole process.
-# Fails (prints nothing usable) if the process is gone.
+# Fails if the process is gone. Builtins only: it runs every 0.2 s.
 qemu_ticks() {
-	local t c v out
-	out="$(date +%s.%N)"$'\n'
+	local t c v line f out
+	out="$EPOCHREALTIME"$'\n'
 	for t in /proc/"$1"/task/*; do
-		c=$(tr ' ' '_' 2>/dev/null <"$t/comm") || continue
-		v=$(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')
-		[ -n "$v" ] && out+="$c $v"$'\n'
+		{ read -r c <"$t/comm" && read -r line <"$t/stat"; } 2>/dev/null || continue
+		read -r -a f <<<"${line##*) }"
+		out+="${c// /_} $((f[11] + f[12]))"$'\n'
 	done
-	v=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}')
-	[ -n "$v" ] && [ -d "/proc/$1" ] || return 1
-	printf '%stotal %s\n' "$out" "$v"
+	{ read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+	read -r -a f <<<"${line##*) }"
+	v=$((f[11] + f[12]))
+	TICKS="${out}total $v"$'\n'
+}
+
+# job_close RUNDIR TAG HZ: RUNDIR/cpu-TAG.txt from the job's first sample and
+# the last one taken while it ran (wall seconds, CPU seconds per thread).
+job_close() {
+	local d=$1 tag=$2 hz=$3
+	[ -s "$d/.cpu-start-$tag" ] && [ -s "$d/.cpu-last" ] || return 0
+	awk -v hz="$hz" 'NR == FNR { if (FNR == 1) t0 = $1; else a[$1] += $2; next }
+		FNR == 1 { wall = $1 - t0; next }
+		{ b[$1] += $2 }
+		END {
+			if (!("total" in a) || !("total" in b) || b["total"] < a["total"] || wall <= 0) exit 1
+			printf "wall_s %.3f\n", wall
+			for (k in b) if (k in a) printf "%s %.3f\n", (k == "total" ? "cpu_s" : "thread:" k), (b[k] - a[k]) / hz
+		}' "$d/.cpu-start-$tag" "$d/.cpu-last" >"$d/cpu-$tag.txt" || rm -f "$d/cpu-$tag.txt"
+	rm -f "$d/.cpu-start-$tag"
 }
 
 # job_watch RUNDIR (background, killed when the boot ends): for each fio job
@@ -239,50 +256,63 @@ qemu_ticks() {
 # job's start.
 job_watch() {
 	set +e +o pipefail
-	local d=$1 tag pid="" p seen=" " ended=" " hz active
+	local d=$1 tag pid="" p seen=" " ended=" " hz active rfd="" tfd part line="" arg args
 	hz=$(getconf CLK_TCK)
-	while sleep 0.2; do
+	# Each tick forks nothing: results.log is read incrementally, /proc
+	# with builtins (tests/lib/vm.sh waits the same way).
+	exec {tfd}<> <(:)
+	while read -r -t 0.2 -u "$tfd" _ || true; do
 		if [ -z "$pid" ] || [ ! -d "/proc/$pid" ]; then
 			pid=""
+			[ -z "$rfd" ] || exec {rfd}<&-
+			rfd="" line=""
 			for p in $(pgrep -x qemu-system-x86); do
-				tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$d/attempt-" && pid=$p
+				mapfile -d '' args <"/proc/$p/cmdline" 2>/dev/null
+				for arg in "${args[@]}"; do
+					case $arg in
+					"file:$d/attempt-"*/results.log) pid=$p; exec {rfd}<"${arg#file:}" ;;
+					esac
+				done
+				[ -z "$pid" ] || break
 			done
 			[ -n "$pid" ] || continue
 		fi
-		# Jobs that ended since the last sample: close them with that sample.
-		for tag in $seen; do
-			case $ended in *" $tag "*) continue ;; esac
-			grep -q "^RESULT $tag " "$d"/attempt-*/results.log 2>/dev/null || continue
-			ended+="$tag "
-			if [ ! -s "$d/.cpu-start-$tag" ] || [ ! -s "$d/.cpu-last" ]; then
-				continue
-			fi
-			awk -v hz="$hz" 'NR == FNR { if (FNR == 1) t0 = $1; else a[$1] += $2; next }
-				FNR == 1 { wall = $1 - t0; next }
-				{ b[$1] += $2 }
-				END {
-					if (!("total" in a) || !("total" in b) || b["total"] < a["total"] || wall <= 0) exit 1
-					printf "wall_s %.3f\n", wall
-					for (k in b) if (k in a) printf "%s %.3f\n", (k == "total" ? "cpu_s" : "thread:" k), (b[k] - a[k]) / hz
-				}' "$d/.cpu-start-$tag" "$d/.cpu-last" >"$d/cpu-$tag.txt" || rm -f "$d/cpu-$tag.txt"
-			rm -f "$d/.cpu-start-$tag"
+		# New result lines: job starts and ends.
+		while IFS= read -r -u "$rfd" part; do
+			line+=$part
+			case $line in
+			"INFO job "*" start"*)
+				tag=${line#INFO job }
+				tag=${tag%% *}
+				case $seen in *" $tag "*) ;; *)
+					seen+="$tag "
+					rm -f "$d/.cpu-start-$tag"
+					! qemu_ticks "$pid" || printf '%s' "$TICKS" >"$d/.cpu-start-$tag"
+					if [ "$PROFILE" -gt 0 ]; then
+						perf record -q -e cpu-clock -F 499 -p "$pid" -o "$d/perf-$tag.data" -- sleep "$PROFILE" \
+							>/dev/null 2>"$d/perf-$tag.err" &
+					fi
+					;;
+				esac
+				;;
+			"RESULT "*)
+				tag=${line#RESULT }
+				tag=${tag%% *}
+				case $seen in *" $tag "*) ;; *) tag="" ;; esac
+				case $ended in *" $tag "*) tag="" ;; esac
+				[ -n "$tag" ] && job_close "$d" "$tag" "$hz"
+				[ -z "$tag" ] || ended+="$tag "
+				;;
+			esac
+			line=""
 		done
-		# shellcheck disable=SC2013 # tags are single words
-		for tag in $(sed -n 's/^INFO job \([A-Z]-[a-z]*\) start.*/\1/p' "$d"/attempt-*/results.log 2>/dev/null); do
-			case $seen in *" $tag "*) continue ;; esac
-			seen+="$tag "
-			qemu_ticks "$pid" >"$d/.cpu-start-$tag" || rm -f "$d/.cpu-start-$tag"
-			if [ "$PROFILE" -gt 0 ]; then
-				perf record -q -e cpu-clock -F 499 -p "$pid" -o "$d/perf-$tag.data" -- sleep "$PROFILE" \
-					>/dev/null 2>"$d/perf-$tag.err" &
-			fi
-		done
+		line+=$part
 		active=0
 		for tag in $seen; do
 			case $ended in *" $tag "*) ;; *) active=1 ;; esac
 		done
-		if [ $active = 1 ] && qemu_ticks "$pid" >"$d/.cpu-next"; then
-			mv "$d/.cpu-next" "$d/.cpu-last"
+		if [ $active = 1 ] && qemu_ticks "$pid"; then
+			printf '%s' "$TICKS" >"$d/.cpu-last"
 		fi
 	done
 }
