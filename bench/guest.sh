@@ -193,8 +193,12 @@ for _j in $JOBS; do
 		# Huge pages in use, sampled in the middle of the job.
 		( sleep $((RT / 2 + 1)); awk '/HugePages_Total/{t=$2} /HugePages_Free/{f=$2} END{print t-f}' /proc/meminfo >"/tmp/huge.$_tag" ) &
 		_sp=$!
+		# With bench/run.sh --insns, the plugin counts the guest's
+		# instructions between these two marks.
+		[ ! -x /bin/viommu-mark ] || /bin/viommu-mark 1
 		fio --output-format=json --percentile_list=50:99 "$_jf" >"/tmp/$_tag.json" 2>"/tmp/$_tag.err"
 		_rc=$?
+		[ ! -x /bin/viommu-mark ] || /bin/viommu-mark 2
 		_ctr=""
 		[ "$DRV" = ours ] && _ctr=$(counters)
 		wait $_sp

@@ -81,6 +81,18 @@ def parse_run(d):
         elif line.startswith("GUEST-DONE"):
             run["guest_done"] = True
     run["figures"] = {tag: figures(j) for tag, j in run["fio"].items()}
+    # Guest instructions during each job (bench/run.sh --insns).
+    for n in sorted(os.listdir(d)):
+        m = re.match(r"insn-(.+)\.txt$", n)
+        f = run["figures"].get(m.group(1)) if m else None
+        if not f:
+            continue
+        c = dict(line.split() for line in open(os.path.join(d, n)) if len(line.split()) == 2)
+        try:
+            f["guest_kinsn_per_io"] = int(c["kernel"]) / f["ios"]
+            f["guest_uinsn_per_io"] = int(c["user"]) / f["ios"]
+        except (KeyError, ValueError, ZeroDivisionError):
+            pass
     # Host CPU time of the QEMU process during each job (bench/run.sh job_watch).
     run["qemu_cpu"] = {}
     for n in sorted(os.listdir(d)):
@@ -173,7 +185,9 @@ def summarize(runs, buffers):
     metrics = (("A", "bw_mib"), ("B", "iops"), ("B", "clat_us"),
                ("A", "qemu_cpu_us_per_io"), ("B", "qemu_cpu_us_per_io"),
                ("A", "qemu_cpu_share"), ("B", "qemu_cpu_share"),
-               ("A", "qemu_main_thread_share"), ("B", "qemu_main_thread_share"))
+               ("A", "qemu_main_thread_share"), ("B", "qemu_main_thread_share"),
+               ("A", "guest_kinsn_per_io"), ("B", "guest_kinsn_per_io"),
+               ("A", "guest_uinsn_per_io"), ("B", "guest_uinsn_per_io"))
     for buf in buffers:
         base = {}
         for r in runs:
@@ -266,6 +280,27 @@ def cpu_table(cfgs, buf):
             row.append(fmt(e[f"{job}.qemu_cpu_share"]["median"]))
             ms = e[f"{job}.qemu_main_thread_share"]["median"]
             row.append("n/a" if ms is None else f"{100 * ms:.0f}%")
+        L.append("| " + " | ".join(row) + " |")
+    return L if len(L) > 6 else []
+
+
+def insn_table(cfgs, buf):
+    L = [f"#### Guest instructions per I/O ({buf} buffers)", "",
+         "Instructions the guest executed (all vCPUs) from just before to just after each fio job, "
+         "counted by a TCG plugin (bench/run.sh --insns), divided by the job's I/Os; kernel and user "
+         "apart. Unlike throughput this does not depend on the host's load or speed. Medians over "
+         "rounds [min-max]; ratio of the kernel figure to the same round's no-iommu.", "",
+         "| configuration | A kernel | A ratio | A user | B kernel | B ratio | B user |",
+         "|---|---|---|---|---|---|---|"]
+    for cfg, e in cfgs.items():
+        a, b = e.get("A.guest_kinsn_per_io"), e.get("B.guest_kinsn_per_io")
+        if not a or (a["median"] is None and b["median"] is None):
+            continue
+        row = [cfg + (" (default)" if cfg == DEFAULT else "")]
+        for job, x in (("A", a), ("B", b)):
+            row.append(f"{fmt(x['median'], '{:.0f}')} [{rng(x['values'], '{:.0f}')}]")
+            row.append(f"{fmt(x['ratio_median'])}")
+            row.append(fmt(e[f"{job}.guest_uinsn_per_io"]["median"], "{:.0f}"))
         L.append("| " + " | ".join(row) + " |")
     return L if len(L) > 6 else []
 
@@ -436,6 +471,10 @@ def main():
         ct = cpu_table(cfgs, buf)
         if ct:
             L += ct
+            L.append("")
+        it = insn_table(cfgs, buf)
+        if it:
+            L += it
             L.append("")
         if any(family(c) == "ours" for c in cfgs):
             L.append(f"#### This module against the others ({buf} buffers)")

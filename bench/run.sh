@@ -12,7 +12,8 @@
 # also in fio's default malloc buffers ("ordinary", a separate table).
 #
 #   bench/run.sh [--rounds N] [--runtime S] [--configs a,b,...] [--ordinary]
-#                [--bufs L] [--verify] [--smoke] [--out DIR] [--profile S] [--list]
+#                [--bufs L] [--verify] [--smoke] [--out DIR] [--profile S] [--insns]
+#                [--list]
 #
 #   --rounds N     rounds (default 5); each round boots every configuration once
 #   --runtime S    seconds per fio job (default 8)
@@ -28,6 +29,9 @@
 #                  all threads) for S seconds from each job's start; reports
 #                  by thread, by DSO and by symbol in each run directory
 #                  (perf-<job>.txt); needs S < runtime
+#   --insns        count the guest's instructions per I/O, kernel and user
+#                  apart (a TCG plugin, bench/plugin/): a figure that does
+#                  not depend on the host's load or speed; slows TCG a little
 #
 # Output: DIR/<round>-<config>/ (QEMU logs, results.log), DIR/results.json
 # (every run: fio's JSON, this module's counters, boot attempts), DIR/summary.md
@@ -62,7 +66,7 @@ ALL_CONFIGS=(
 	"lazy+map-sq    ours    DMA-FQ  1 1 -"
 )
 
-ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0
+ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0 INSNS=0
 ARGS_GIVEN="$*"
 usage() { sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; }
 need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
@@ -77,6 +81,7 @@ while [ $# -gt 0 ]; do
 	--smoke) SMOKE=1 ;;
 	--out) need_arg "$@"; OUT=$2; shift ;;
 	--profile) need_arg "$@"; PROFILE=$2; shift ;;
+	--insns) INSNS=1 ;;
 	--list) for c in "${ALL_CONFIGS[@]}"; do echo "${c%% *}"; done; exit 0 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
@@ -139,7 +144,14 @@ ko=$("$TOP/scripts/build-module.sh" "$kver" 2>"$OUT/build.log" | tail -n1) ||
 modver=$(modinfo -F version "$ko")
 modsrc=$(modinfo -F srcversion "$ko")
 initrd=$OUT/initrd.img
-viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/bench/guest.sh" "$ko:lib/modules/ours/virtio-iommu.ko"
+extra=("$ko:lib/modules/ours/virtio-iommu.ko")
+PLUGIN=""
+if [ "$INSNS" = 1 ]; then
+	{ read -r PLUGIN && read -r mark; } < <(bash "$TOP/bench/plugin/build.sh") ||
+		die "building the instruction-counting plugin failed"
+	extra+=("$mark:bin/viommu-mark")
+fi
+viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/bench/guest.sh" "${extra[@]}"
 git_rev=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git_dirty=$(git -C "$TOP" status --porcelain --untracked-files=no -- src 2>/dev/null | wc -l)
 
@@ -244,6 +256,27 @@ job_close() {
 			for (k in b) if (k in a) printf "%s %.3f\n", (k == "total" ? "cpu_s" : "thread:" k), (b[k] - a[k]) / hz
 		}' "$d/.cpu-start-$tag" "$d/.cpu-last" >"$d/cpu-$tag.txt" || rm -f "$d/cpu-$tag.txt"
 	rm -f "$d/.cpu-start-$tag"
+}
+
+# job_insns RUNDIR: RUNDIR/insn-<tag>.txt ("kernel N", "user N": guest
+# instructions from just before to just after the job's fio) from the
+# plugin's marks (RUNDIR/insns.txt) and the order of the jobs in results.log.
+job_insns() {
+	local d=$1
+	awk 'FNR == NR { if ($1 == "mark") { id[++n] = $2; k[n] = $6; u[n] = $8 }; next }
+		/^INFO job .* start/ { tags[++t] = $3 }
+		END {
+			j = 0
+			for (i = 1; i < n; i++) {
+				if (id[i] != 1 || id[i + 1] != 2)
+					continue
+				if (++j > t)
+					break
+				f = dir "/insn-" tags[j] ".txt"
+				printf "kernel %d\nuser %d\n", k[i + 1] - k[i], u[i + 1] - u[i] >f
+				close(f)
+			}
+		}' dir="$d" "$d/insns.txt" "$d/results.log" 2>/dev/null || true
 }
 
 # job_watch RUNDIR (background, killed when the boot ends): for each fio job
@@ -360,6 +393,10 @@ run_one() { # ROUND CONFIG
 	qargs+=(-name "bench-$name,debug-threads=on")
 	qargs+=(-blockdev "driver=null-co,node-name=benchnull,size=8589934592"
 		-device "nvme,serial=bench-null,drive=benchnull")
+	if [ -n "$PLUGIN" ]; then
+		rm -f "$d/insns.txt"
+		qargs+=(-plugin "$PLUGIN,out=$d/insns.txt")
+	fi
 	t1=$(date +%s)
 	job_watch "$d" &
 	local watcher=$!
@@ -384,6 +421,7 @@ run_one() { # ROUND CONFIG
 	kill "$watcher" 2>/dev/null || true
 	wait "$watcher" 2>/dev/null || true
 	rm -f "$d"/.cpu-*
+	[ -z "$PLUGIN" ] || job_insns "$d"
 	[ "$PROFILE" -gt 0 ] && profile_report "$d"
 	n=$(grep -o 'infrastructure failure' <<<"$tries" | wc -l || true)
 	[ "$status" = qemu-error ] && n=0
