@@ -1,13 +1,57 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# Print the -D flags that src/compat.h needs for the kernel whose source or
-# headers tree is $1 (Kbuild's $(srctree)). Each probe looks for the API in
-# the tree's headers; see compat.h for what each flag means.
-inc="$1/include/linux"
+# compat-probe.sh CC CFLAGS...: print the -D flags that src/compat.h needs
+# for the kernel being built against. Each probe compiles a small snippet
+# that uses one API the way the driver does, with the compiler and the
+# flags Kbuild compiles the module with (called from Kbuild, in the
+# kernel's object tree), so that a kernel whose headers declare the API
+# differently, or reflow its declaration, is judged by what compiles, not
+# by what the text looks like. See compat.h for what each flag means.
+#
+# VIOMMU_PROBE_LOG=FILE keeps every snippet's compiler output.
 
-grep -q 'int (\*attach_dev)(struct iommu_domain \*domain, struct device \*dev,$' \
-	"$inc/iommu.h" 2>/dev/null && printf ' %s' -DVIOMMU_HAVE_ATTACH_DEV_OLD
-grep -q 'void hrtimer_setup(' "$inc/hrtimer.h" 2>/dev/null &&
-	printf ' %s' -DVIOMMU_HAVE_HRTIMER_SETUP
+cc=$1
+shift
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/viommu-probe.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+# probe FLAG: compile the snippet on stdin; print FLAG if it compiles.
+probe() {
+	flag=$1
+	shift
+	cat >"$tmp/probe.c"
+	if $cc "$@" -Werror=incompatible-pointer-types \
+		-Werror=implicit-function-declaration -Werror=int-conversion \
+		-fsyntax-only -c "$tmp/probe.c" >"$tmp/out" 2>&1; then
+		printf ' %s' "-D$flag"
+	fi
+	[ -z "${VIOMMU_PROBE_LOG:-}" ] ||
+		{ echo "== $flag"; cat "$tmp/out"; } >>"$VIOMMU_PROBE_LOG"
+}
+
+# attach_dev() takes the domain the device leaves (6.19).
+probe VIOMMU_HAVE_ATTACH_DEV_OLD "$@" <<'SNIPPET'
+#include <linux/iommu.h>
+static int viommu_probe_attach(struct iommu_domain *domain, struct device *dev,
+			       struct iommu_domain *old)
+{
+	return 0;
+}
+const struct iommu_domain_ops viommu_probe_ops = {
+	.attach_dev = viommu_probe_attach,
+};
+SNIPPET
+
+# hrtimer_setup() initialises a timer with its callback (6.13).
+probe VIOMMU_HAVE_HRTIMER_SETUP "$@" <<'SNIPPET'
+#include <linux/hrtimer.h>
+void viommu_probe_timer(struct hrtimer *t,
+			enum hrtimer_restart (*fn)(struct hrtimer *));
+void viommu_probe_timer(struct hrtimer *t,
+			enum hrtimer_restart (*fn)(struct hrtimer *))
+{
+	hrtimer_setup(t, fn, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+}
+SNIPPET
 echo

@@ -4,9 +4,10 @@
  * (6.12 LTS up to the newest mainline release). Every difference is handled
  * here; the rest of the code uses the helpers below.
  *
- * Differences are detected by probing the target kernel's headers at build
- * time (compat-probe.sh, called from Kbuild), not by comparing version
- * numbers, so that distribution kernels with backports build too:
+ * Differences are detected at build time by compiling a small snippet per
+ * API against the target kernel (compat-probe.sh, called from Kbuild with
+ * the build's compiler and flags), not by comparing version numbers or
+ * reading header text, so that distribution kernels with backports build:
  *   VIOMMU_HAVE_ATTACH_DEV_OLD  attach_dev() takes the old domain (6.19)
  *   VIOMMU_HAVE_HRTIMER_SETUP   hrtimer_setup() replaces hrtimer_init() (6.13)
  */
