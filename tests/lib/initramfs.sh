@@ -152,7 +152,11 @@ viommu_initramfs_payload() {
 	install -m 0755 "$script" "$tmp/test.sh"
 	for spec in "$@"; do
 		[ -f "${spec%%:*}" ] || die "payload file ${spec%%:*} not found"
-		install -D -m 0644 "${spec%%:*}" "$tmp/${spec#*:}"
+		if [ -x "${spec%%:*}" ]; then
+			install -D -m 0755 "${spec%%:*}" "$tmp/${spec#*:}"
+		else
+			install -D -m 0644 "${spec%%:*}" "$tmp/${spec#*:}"
+		fi
 	done
 	_viommu_cpio "$tmp" "$out"
 	rm -rf "$tmp"
