@@ -32,6 +32,8 @@ LC_ADD='{"execute":"device_add","arguments":{"driver":"nvme","bus":"lcport","id"
 LC_ERRS="err_ioerr err_unsupp err_deverr err_inval err_range err_noent err_fault err_nomem err_nostatus err_timeout"
 # Set once the in-tree driver lost the disk: later cases cannot run.
 LC_BROKEN=
+# (Variables are global in ash: names here avoid those of guest-lib.sh and
+# guest.sh that these functions call, e.g. _l of _emit and _n of modload.)
 
 now_s() { uptime_s; }
 since() { echo "$(uptime_s) $1" | awk '{printf "%.1f", $1 - $2}'; }
@@ -170,7 +172,7 @@ leave_hotplug() {
 	fi
 	_tg=$(since "$_t0")
 	lc_load_end 60
-	_l=$?
+	_lrc=$?
 	_t1=$(now_s)
 	# QEMU frees the ID once the guest has ejected the slot, just after the
 	# function disappears here: ask a second later, and again if nothing
@@ -184,7 +186,7 @@ leave_hotplug() {
 		fi
 	fi
 	ACT_DETAIL="unplugged under I/O in ${_tg}s, $LOAD_DETAIL; re-plugged in $(since "$_t1")s"
-	return $_l
+	return $_lrc
 }
 
 leave_remove() {
@@ -197,7 +199,7 @@ leave_remove() {
 	fi
 	_tg=$(since "$_t0")
 	lc_load_end 60
-	_l=$?
+	_lrc=$?
 	_t1=$(now_s)
 	echo 1 >/sys/bus/pci/rescan
 	if ! lc_wait_back 60; then
@@ -205,7 +207,7 @@ leave_remove() {
 		return 1
 	fi
 	ACT_DETAIL="removed under I/O in ${_tg}s, $LOAD_DETAIL; rescanned in $(since "$_t1")s"
-	return $_l
+	return $_lrc
 }
 
 leave_unbind() {
@@ -217,14 +219,14 @@ leave_unbind() {
 	fi
 	_tg=$(since "$_t0")
 	lc_load_end 60
-	_l=$?
+	_lrc=$?
 	_t1=$(now_s)
 	if ! echo "$_b" >/sys/bus/pci/drivers/nvme/bind || ! lc_wait_back 60; then
 		ACT_DETAIL="unbound in ${_tg}s, $LOAD_DETAIL; bind: no disk after 60 s"
 		return 1
 	fi
 	ACT_DETAIL="unbound under I/O in ${_tg}s, $LOAD_DETAIL; bound again in $(since "$_t1")s"
-	return $_l
+	return $_lrc
 }
 
 leave_module() {
@@ -236,7 +238,7 @@ leave_module() {
 	fi
 	_tg=$(since "$_t0")
 	lc_load_end 60
-	_l=$?
+	_lrc=$?
 	_t1=$(now_s)
 	if ! modload nvme || ! lc_wait_back 60; then
 		ACT_DETAIL="nvme unloaded in ${_tg}s, $LOAD_DETAIL; reload: no LC disk after 60 s"
@@ -245,7 +247,7 @@ leave_module() {
 	NDISK=$(wait_blkdev "$NVME" 30)
 	ACT_DETAIL="nvme unloaded under I/O in ${_tg}s, $LOAD_DETAIL; reloaded in $(since "$_t1")s, first NVMe disk '$NDISK'"
 	[ -n "$NDISK" ] || return 1
-	return $_l
+	return $_lrc
 }
 
 # lc_case CASE WAY [deferred]: one leave-and-come-back under fio.
@@ -285,10 +287,10 @@ lc_case() {
 }
 
 lc_cases() {
-	_n=1
-	while [ $_n -le "$LC_CYCLES" ]; do
-		lc_case "hotplug-$(printf %02d $_n)" hotplug
-		_n=$((_n + 1))
+	_cy=1
+	while [ $_cy -le "$LC_CYCLES" ]; do
+		lc_case "hotplug-$(printf %02d $_cy)" hotplug
+		_cy=$((_cy + 1))
 	done
 	lc_case remove-rescan remove
 	lc_case unbind-bind unbind
