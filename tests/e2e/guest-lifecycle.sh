@@ -72,12 +72,13 @@ lc_wait_back() {
 # lc_ios DISK: completed reads + writes of the disk.
 lc_ios() { awk '{print $1 + $5}' "/sys/block/$1/stat" 2>/dev/null || echo 0; }
 
-# lc_load_start DISK: fio writing and reading the disk in the background
-# until it fails or 60 s pass; returns once I/O completes on the disk.
+# lc_load_start DISK [SECONDS]: fio writing and reading the disk in the
+# background until it fails or SECONDS (60) pass; returns once I/O completes
+# on the disk.
 lc_load_start() {
 	_ios0=$(lc_ios "$1")
 	fio --name=load --filename="/dev/$1" --direct=1 --ioengine=libaio --iodepth=16 \
-		--rw=randrw --bsrange=4k-64k --size=16M --time_based --runtime=60 \
+		--rw=randrw --bsrange=4k-64k --size=16M --time_based --runtime="${2:-60}" \
 		--output-format=terse --terse-version=3 >/tmp/lc-load.out 2>/tmp/lc-load.err &
 	LOAD_PID=$!
 	_i=0
@@ -229,13 +230,28 @@ leave_unbind() {
 	return $_lrc
 }
 
+# The nvme module cannot go while fio holds its disk open (an open namespace
+# holds a reference on it; busybox rmmod does not wait: EAGAIN). The load
+# here runs 3 s: rmmod is tried every 20 ms and goes through the moment fio
+# closes the disk, with that I/O's UNMAPs just issued. LEAVE_PENDING: the
+# driver's pending UNMAPs just before the rmmod that went through.
 leave_module() {
 	_t0=$(now_s)
-	if ! _o=$(rmmod nvme 2>&1); then
-		ACT_DETAIL="rmmod nvme refused: $_o"
-		lc_load_end 10
-		return 1
-	fi
+	_try=0
+	_o1=
+	LEAVE_PENDING=0
+	while :; do
+		ours && LEAVE_PENDING=$(cnt pending_unmaps)
+		_o=$(rmmod nvme 2>&1) && break
+		[ -n "$_o1" ] || _o1=$_o
+		_try=$((_try + 1))
+		if [ $_try -ge 1500 ]; then
+			ACT_DETAIL="rmmod nvme refused $_try times, still: $_o"
+			lc_load_end 10
+			return 1
+		fi
+		usleep 20000
+	done
 	_tg=$(since "$_t0")
 	lc_load_end 60
 	_lrc=$?
@@ -245,7 +261,7 @@ leave_module() {
 		return 1
 	fi
 	NDISK=$(wait_blkdev "$NVME" 30)
-	ACT_DETAIL="nvme unloaded under I/O in ${_tg}s, $LOAD_DETAIL; reloaded in $(since "$_t1")s, first NVMe disk '$NDISK'"
+	ACT_DETAIL="rmmod nvme refused $_try times while fio ran (${_o1:-never refused}), went through ${_tg}s after the first try, $LOAD_DETAIL; reloaded in $(since "$_t1")s, first NVMe disk '$NDISK'"
 	[ -n "$NDISK" ] || return 1
 	return $_lrc
 }
@@ -258,7 +274,11 @@ lc_case() {
 		return
 	fi
 	ours && reset_counters
-	lc_load_start "$LCD"
+	if [ "$_way" = module ]; then
+		lc_load_start "$LCD" 3
+	else
+		lc_load_start "$LCD"
+	fi
 	_pend=""
 	if [ -n "$_def" ]; then
 		_pend=$(lc_pending 10)
@@ -266,6 +286,9 @@ lc_case() {
 	fi
 	"leave_$_way"
 	_ok=$?
+	if [ -n "$_def" ] && [ "$_way" = module ]; then
+		_pend="; $LEAVE_PENDING UNMAPs pending in the driver at the rmmod that went through"
+	fi
 	_d="$ACT_DETAIL$_pend"
 	if [ $_ok -eq 0 ] && lc_back_and_verify; then
 		_d="$_d; $BV_DETAIL"
