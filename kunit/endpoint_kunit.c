@@ -2,11 +2,14 @@
 /*
  * virtio-iommu-fq KUnit: endpoints (endpoint.c): probe, attach to paging,
  * identity and blocked domains, release, PROBE property parsing and the
- * reserved regions reported to the core.
+ * reserved regions reported to the core; the device link and the deferred
+ * UNMAPs of an endpoint that leaves.
  */
 
 #include <kunit/test.h>
+#include <linux/device.h>
 #include <linux/iommu.h>
+#include <linux/kref.h>
 
 #include "viommu_fake.h"
 
@@ -607,6 +610,232 @@ static void viommu_probe_end_to_end(struct kunit *test)
 	viommu_expect_regions(test, ep->dev, want, ARRAY_SIZE(want), false);
 }
 
+/* Leaving and coming back: the device link and deferred UNMAPs. */
+
+/*
+ * Links from @consumer to @supplier and the references they hold. The
+ * driver core keeps its link lock to itself; nothing else links these
+ * test devices, so the lists are read as they are.
+ */
+static unsigned int viommu_links(struct device *consumer,
+				 struct device *supplier, unsigned int *refs)
+{
+	struct device_link *link;
+	unsigned int nr = 0;
+
+	*refs = 0;
+	list_for_each_entry(link, &supplier->links.consumers, s_node) {
+		if (link->consumer != consumer)
+			continue;
+		nr++;
+		*refs += kref_read(&link->kref);
+	}
+	return nr;
+}
+
+/*
+ * An endpoint device the test registers and deletes itself, as the driver
+ * core does for a hot-plugged function: device_add(), the IOMMU probe,
+ * then device_del() before release_device (the bus notifier's order).
+ */
+struct viommu_lc_dev {
+	struct device		dev;
+	struct dev_iommu	iommu;
+};
+
+static void viommu_lc_dev_release(struct device *dev)
+{
+	kfree(container_of(dev, struct viommu_lc_dev, dev));
+}
+
+static struct viommu_lc_dev *viommu_lc_dev_add(struct kunit *test, u32 id)
+{
+	static atomic_t nr = ATOMIC_INIT(0);
+	struct iommu_fwspec *fwspec;
+	struct viommu_lc_dev *d;
+
+	d = kzalloc(sizeof(*d), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, d);
+	device_initialize(&d->dev);
+	d->dev.release = viommu_lc_dev_release;
+	KUNIT_ASSERT_EQ(test, dev_set_name(&d->dev, "viommu-lc%d",
+					   atomic_inc_return(&nr)), 0);
+	KUNIT_ASSERT_EQ(test, device_add(&d->dev), 0);
+	fwspec = kzalloc(struct_size(fwspec, ids, 1), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, fwspec);
+	fwspec->num_ids = 1;
+	fwspec->ids[0] = id;
+	mutex_init(&d->iommu.lock);
+	d->iommu.fwspec = fwspec;
+	d->dev.iommu = &d->iommu;
+	return d;
+}
+
+static struct viommu_endpoint *viommu_lc_probe(struct kunit *test,
+					       struct vfake_env *env,
+					       struct viommu_lc_dev *d)
+{
+	struct iommu_device *idev;
+
+	d->iommu.fwspec->iommu_fwnode = &env->fwnode;
+	mutex_lock(&iommu_probe_device_lock);
+	idev = viommu_probe_device(&d->dev);
+	mutex_unlock(&iommu_probe_device_lock);
+	KUNIT_ASSERT_PTR_EQ(test, idev, &env->viommu->iommu);
+	return dev_iommu_priv_get(&d->dev);
+}
+
+/* What the core does after release_device: forget the private data. */
+static void viommu_lc_release(struct viommu_lc_dev *d)
+{
+	viommu_release_device(&d->dev);
+	d->iommu.priv = NULL;
+}
+
+static void viommu_lc_put(struct viommu_lc_dev *d)
+{
+	kfree(d->iommu.fwspec);
+	d->dev.iommu = NULL;
+	put_device(&d->dev);
+}
+
+/*
+ * Probe makes one link to the virtio device; release with the endpoint
+ * still registered (the instance going away: driver unbind, module unload;
+ * or the core's own probe failing after probe_device) drops it; a new
+ * probe makes exactly one again.
+ */
+static void viommu_link_release_registered(struct kunit *test)
+{
+	struct vfake_env *env = vfake_env_default(test);
+	struct viommu_lc_dev *d;
+	unsigned int refs;
+
+	vfake_add_endpoint(env->fake, 3, NULL, 0);
+	d = viommu_lc_dev_add(test, 3);
+	viommu_lc_probe(test, env, d);
+	KUNIT_EXPECT_EQ(test, viommu_links(&d->dev, env->vdev_dev, &refs), 1);
+	KUNIT_EXPECT_EQ(test, refs, 1);
+	viommu_lc_release(d);
+	KUNIT_EXPECT_EQ(test, viommu_links(&d->dev, env->vdev_dev, &refs), 0);
+
+	viommu_lc_probe(test, env, d);
+	KUNIT_EXPECT_EQ(test, viommu_links(&d->dev, env->vdev_dev, &refs), 1);
+	KUNIT_EXPECT_EQ(test, refs, 1);
+	viommu_lc_release(d);
+	KUNIT_EXPECT_EQ(test, viommu_links(&d->dev, env->vdev_dev, &refs), 0);
+	device_del(&d->dev);
+	viommu_lc_put(d);
+}
+
+/*
+ * Hot-unplug and sysfs removal: device_del() purges the endpoint's links
+ * before the core calls release_device. Release must not drop the link a
+ * second time (a kref underflow and a list_del of a deleted entry, which
+ * the kernel reports), and the endpoint must still detach.
+ */
+static void viommu_link_purged_by_device_del(struct kunit *test)
+{
+	struct vfake_env *env = vfake_env_default(test);
+	struct viommu_endpoint *ep;
+	struct viommu_domain *vdom;
+	struct viommu_lc_dev *d;
+	unsigned int refs;
+
+	vfake_add_endpoint(env->fake, 3, NULL, 0);
+	d = viommu_lc_dev_add(test, 3);
+	ep = viommu_lc_probe(test, env, d);
+	vdom = vfake_env_domain(env, ep, IOMMU_DOMAIN_DMA_FQ);
+	KUNIT_ASSERT_EQ(test, viommu_attach_paging(&vdom->domain, &d->dev), 0);
+	KUNIT_EXPECT_EQ(test, viommu_links(&d->dev, env->vdev_dev, &refs), 1);
+
+	device_del(&d->dev);
+	KUNIT_EXPECT_EQ(test, viommu_links(&d->dev, env->vdev_dev, &refs), 0);
+	viommu_lc_release(d);
+	KUNIT_EXPECT_EQ(test, viommu_links(&d->dev, env->vdev_dev, &refs), 0);
+	KUNIT_EXPECT_EQ(test, vfake_count_type(env->fake, VIRTIO_IOMMU_T_DETACH), 1);
+	KUNIT_EXPECT_EQ(test, vfake_endpoint_domain(env->fake, 3), 0);
+	KUNIT_EXPECT_NULL(test, vfake_domain(env->fake, vdom->id));
+	KUNIT_EXPECT_EQ(test, vdom->nr_endpoints, 0);
+	viommu_lc_put(d);
+
+	/* The function comes back: a new device, one new link. */
+	d = viommu_lc_dev_add(test, 3);
+	viommu_lc_probe(test, env, d);
+	KUNIT_EXPECT_EQ(test, viommu_links(&d->dev, env->vdev_dev, &refs), 1);
+	KUNIT_EXPECT_EQ(test, refs, 1);
+	device_del(&d->dev);
+	viommu_lc_release(d);
+	viommu_lc_put(d);
+}
+
+/* A probe that fails (the device rejects PROBE) leaves no link behind. */
+static void viommu_link_probe_failure(struct kunit *test)
+{
+	struct vfake_env *env = vfake_env_default(test);
+	struct viommu_endpoint *ep;
+	unsigned int refs;
+	u32 id = 3;
+
+	vfake_add_endpoint(env->fake, id, NULL, 0);
+	vfake_inject(env->fake, VIRTIO_IOMMU_T_PROBE, 1, VIRTIO_IOMMU_S_NOENT);
+	ep = vfake_env_try_endpoint(env, &id, 1, false, &env->fwnode);
+	KUNIT_ASSERT_EQ(test, PTR_ERR_OR_ZERO(ep), -ENOENT);
+	KUNIT_EXPECT_EQ(test, viommu_links(env->eps[env->nr_eps - 1].dev,
+					   env->vdev_dev, &refs), 0);
+}
+
+/*
+ * UNMAPs deferred in a lazy domain reach the device, and complete, before
+ * the DETACH that destroys the domain is even sent: the device may take
+ * the requests of one notification in any order, and an UNMAP taken after
+ * the DETACH would find no domain.
+ */
+static void viommu_release_flushes_deferred(struct kunit *test)
+{
+	struct vfake_env *env = vfake_env_default(test);
+	struct viommu_engine *eng = &env->viommu->engine;
+	const struct vfake_record *unmap, *detach;
+	struct viommu_endpoint *ep;
+	struct viommu_domain *vdom;
+	u64 age;
+
+	viommu_engine_set_flush_timeout(eng, VIOMMU_FLUSH_TIMEOUT_MAX_MS);
+	ep = vfake_env_simple_endpoint(env, 3);
+	vdom = vfake_env_domain(env, ep, IOMMU_DOMAIN_DMA_FQ);
+	KUNIT_ASSERT_EQ(test, viommu_attach_paging(&vdom->domain, ep->dev), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M, SZ_16M, SZ_4K, RW), 0);
+	KUNIT_ASSERT_EQ(test, vfake_unmap(vdom, SZ_1M, SZ_4K, true), SZ_4K);
+	/* Too slow a machine may have let the timer submit it already. */
+	if (!viommu_pending_unmaps(eng, &age))
+		kunit_skip(test, "the deferral timer fired before the release");
+
+	vfake_env_release_endpoint(env, ep);
+	unmap = vfake_last(env->fake, VIRTIO_IOMMU_T_UNMAP);
+	detach = vfake_last(env->fake, VIRTIO_IOMMU_T_DETACH);
+	KUNIT_ASSERT_NOT_NULL(test, unmap);
+	KUNIT_ASSERT_NOT_NULL(test, detach);
+	KUNIT_EXPECT_EQ(test, unmap->status, VIRTIO_IOMMU_S_OK);
+	KUNIT_EXPECT_EQ(test, unmap->domain, vdom->id);
+	KUNIT_EXPECT_LT(test, unmap->batch, detach->batch);
+	KUNIT_EXPECT_EQ(test, viommu_pending_unmaps(eng, &age), 0);
+	KUNIT_EXPECT_EQ(test, vfake_nr_mappings(env->fake, vdom->id), 0);
+	KUNIT_EXPECT_FALSE(test, vdom->live);
+}
+
+static struct kunit_case viommu_lifecycle_test_cases[] = {
+	KUNIT_CASE(viommu_link_release_registered),
+	KUNIT_CASE(viommu_link_purged_by_device_del),
+	KUNIT_CASE(viommu_link_probe_failure),
+	KUNIT_CASE(viommu_release_flushes_deferred),
+	{}
+};
+
+static struct kunit_suite viommu_lifecycle_suite = {
+	.name = "viommu_lifecycle",
+	.test_cases = viommu_lifecycle_test_cases,
+};
+
 static struct kunit_case viommu_attach_test_cases[] = {
 	KUNIT_CASE(viommu_attach_paging_domain),
 	KUNIT_CASE(viommu_attach_move),
@@ -639,4 +868,5 @@ static struct kunit_suite viommu_probe_suite = {
 	.test_cases = viommu_probe_test_cases,
 };
 
-kunit_test_suites(&viommu_attach_suite, &viommu_probe_suite);
+kunit_test_suites(&viommu_attach_suite, &viommu_probe_suite,
+		  &viommu_lifecycle_suite);

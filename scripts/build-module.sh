@@ -3,8 +3,10 @@
 #
 # Build the module for one kernel, outside the clone:
 #   scripts/build-module.sh <kver> [make args, e.g. W=1 C=1]
-# The sources (Makefile, VERSION, src/) are copied (rsync, timestamps kept,
-# so rebuilds are incremental) to $VIOMMU_CACHE/build/<kver>/tree and built
+# The sources (Makefile, VERSION, src/) are copied (rsync by content: a file
+# that differs is written anew and so is newer than its object, a file that
+# does not is left alone, so rebuilds are incremental even when the cache was
+# last built from another clone) to $VIOMMU_CACHE/build/<kver>/tree and built
 # there; the result is $VIOMMU_CACHE/build/<kver>/virtio-iommu.ko, whose path
 # is printed on stdout. With extra make arguments the build is a full one in
 # a separate clean tree ($VIOMMU_CACHE/build/<kver>/args/), so that W=1 and
@@ -52,8 +54,8 @@ rm -f "$out/virtio-iommu.ko"
 
 sync_tree() { # DEST
 	mkdir -p "$1"
-	rsync -a "$VIOMMU_TOP/Makefile" "$VIOMMU_TOP/VERSION" "$1/"
-	rsync -a --delete --filter='P *.o' --filter='P *.ko' --filter='P *.mod*' \
+	rsync -rl --checksum "$VIOMMU_TOP/Makefile" "$VIOMMU_TOP/VERSION" "$1/"
+	rsync -rl --checksum --delete --filter='P *.o' --filter='P *.ko' --filter='P *.mod*' \
 		--filter='P .*.cmd' --filter='P Module.symvers' --filter='P modules.order' \
 		--filter='P .tmp*' --filter='P *.a' \
 		"$VIOMMU_TOP/src/" "$1/src/"

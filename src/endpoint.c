@@ -209,9 +209,10 @@ struct iommu_device *viommu_probe_device(struct device *dev)
 	/*
 	 * The endpoint consumes the IOMMU: at shutdown it must quiesce before
 	 * the IOMMU is reset, which the device link's ordering guarantees.
+	 * See viommu_release_device() for how the link goes away.
 	 */
-	ep->link = device_link_add(dev, viommu->dev, DL_FLAG_STATELESS);
-	if (!ep->link)
+	ep->linked = !!device_link_add(dev, viommu->dev, DL_FLAG_STATELESS);
+	if (!ep->linked)
 		dev_warn(dev, "cannot link to %s\n", dev_name(viommu->dev));
 	if (!ep->untrusted)
 		dev->iommu->shadow_on_flush =
@@ -414,7 +415,15 @@ struct iommu_domain viommu_blocked_domain = {
  * viommu_release_device() - iommu_ops.release_device
  * @dev: the endpoint's device
  *
- * Detaches the endpoint from whatever it is attached to and frees it.
+ * Detaches the endpoint from whatever it is attached to, drops its device
+ * link and frees it. The core calls this when the device is deleted
+ * (hot-unplug, sysfs remove), when the instance goes away (driver unbind,
+ * module unload), and when its own probe fails after probe_device.
+ *
+ * UNMAPs that wait in the driver (lazy domains) are completed before the
+ * DETACH is sent: when the endpoint is the domain's last, the DETACH makes
+ * the device destroy the domain, and they must reach it while it exists,
+ * whatever order the device gives the requests of one notification.
  */
 void viommu_release_device(struct device *dev)
 {
@@ -423,6 +432,11 @@ void viommu_release_device(struct device *dev)
 	int ret;
 
 	mutex_lock(&viommu->attach_lock);
+	if (ep->attached == VIOMMU_ATTACHED_PAGING) {
+		ret = viommu_sync(&viommu->engine, VIOMMU_CAUSE_SYNC);
+		if (ret)
+			dev_warn(dev, "pending UNMAPs not completed: %d\n", ret);
+	}
 	if (ep->attached != VIOMMU_DETACHED &&
 	    !(ep->attached == VIOMMU_ATTACHED_IDENTITY &&
 	      !viommu->has_bypass_config)) {
@@ -433,8 +447,16 @@ void viommu_release_device(struct device *dev)
 	}
 	viommu_leave_locked(ep);
 	mutex_unlock(&viommu->attach_lock);
-	if (ep->link)
-		device_link_del(ep->link);
+	/*
+	 * device_del() purges every link of a device being deleted before the
+	 * bus notifier has the core call us, so on hot-unplug and sysfs
+	 * removal the link is already gone and its memory on its way to being
+	 * freed. device_link_remove() looks the link up by its two ends and
+	 * drops it only if it still exists: the other paths, where the
+	 * endpoint stays registered, still hold it.
+	 */
+	if (ep->linked)
+		device_link_remove(dev, viommu->dev);
 	/*
 	 * No dev_iommu_priv_set(dev, NULL): the core calls release_device
 	 * without iommu_probe_device_lock (lockdep warns) and frees dev->iommu

@@ -325,7 +325,7 @@ struct viommu_endpoint {
 	enum viommu_attachment	attached;
 	struct viommu_domain	*vdomain;	/* when ATTACHED_PAGING */
 	struct list_head	resv_regions;
-	struct device_link	*link;
+	bool			linked;		/* made a device link */
 	bool			untrusted;
 };
 

@@ -4,7 +4,8 @@
 #
 # Guest side of the end-to-end suite (busybox ash, run by /init as /test.sh).
 # Which boot this is comes from the kernel command line (see run.sh):
-#   viommu_role      main | shutdown | unload
+#   viommu_role      main | shutdown | unload | untrusted | lifecycle
+#                    (lifecycle: guest-lifecycle.sh)
 #   viommu_order     before | after   (virtio_iommu loaded before or after
 #                                      the nvme and virtio_blk drivers)
 #   viommu_shutdown  poweroff | reboot (how this boot ends; the host times it)
@@ -675,6 +676,11 @@ knobs)
 	bring_up
 	knob_cases
 	case_dmesg
+	;;
+lifecycle)
+	# shellcheck source-path=SCRIPTDIR source=guest-lifecycle.sh
+	. /lib/viommu/guest-lifecycle.sh
+	lifecycle_main
 	;;
 unload)
 	plan "load-$TAG" unload-attached "dmesg-clean-$ROLE-$TAG"

@@ -11,7 +11,7 @@
 # virtio_iommu instead of ours (a self-test of the harness; the cases about
 # our module are reported as SKIP). --boots runs only some boots (comma
 # separated: main,after-reboot,before-reboot,after-poweroff,unload,
-# untrusted).
+# untrusted,lifecycle).
 #
 # Per kernel it prints one line per case ("PASS|FAIL|SKIP <kver> <boot>/<case>
 # <detail>"), then `SUITE e2e-<kver>: N passed, N failed, N skipped`; the exit
@@ -24,7 +24,7 @@ TOP=$(cd "$(dirname "$0")/../.." && pwd)
 . "$TOP/tests/lib/vm.sh"
 
 MOD=ours
-BOOTS=main,after-reboot,before-reboot,after-poweroff,unload,untrusted
+BOOTS=main,after-reboot,before-reboot,after-poweroff,unload,untrusted,lifecycle
 KERNELS=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -48,6 +48,7 @@ boot_spec() {
 	unload) echo "unload before poweroff" ;;
 	untrusted) echo "untrusted before poweroff" ;;
 	knobs) echo "knobs before poweroff" ;;
+	lifecycle) echo "lifecycle before poweroff" ;;
 	*) die "unknown boot '$1'" ;;
 	esac
 }
@@ -79,6 +80,18 @@ untrusted_initrd() {
 	rm -rf "$tmp"
 }
 
+# The lifecycle boot: a third NVMe controller on a hot-pluggable PCIe root
+# port at 00:07.0, on a file the host keeps, so that the guest can have it
+# unplugged (QMP device_del) and plugged again (device_add of the same
+# controller on the same drive); see guest-lifecycle.sh.
+lc_qemu_args() { # DISK-FILE
+	LC_QEMU_ARGS=(
+		-device "pcie-root-port,id=lcport,bus=pcie.0,addr=0x7,chassis=10"
+		-blockdev "driver=file,filename=$1,node-name=lcdisk"
+		-device "nvme,bus=lcport,id=lcnvme,drive=lcdisk,serial=viommu-lc"
+	)
+}
+
 # The longest a guest may take from its SHUTDOWN line to QEMU's exit.
 SHUTDOWN_LIMIT_S=10
 
@@ -108,6 +121,7 @@ run_kernel() {
 		extra=("$ko:lib/modules/ours/virtio-iommu.ko")
 		echo "INFO $kver module $ko version $version srcversion $srcversion"
 	fi
+	extra+=("$TOP/tests/e2e/guest-lifecycle.sh:lib/viommu/guest-lifecycle.sh")
 	initrd=$out/initrd.img
 	if ! (viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/tests/e2e/guest.sh" "${extra[@]}"); then
 		echo "FAIL $kver building the initramfs failed"
@@ -135,11 +149,22 @@ run_kernel() {
 			# which x86 only sets up with memory above 4 GiB.
 			mem=5G
 		fi
+		if [ "$b" = lifecycle ]; then
+			mkdir -p "$out/$b"
+			rm -f "$out/$b/lc.img"
+			truncate -s 64M "$out/$b/lc.img"
+			lc_qemu_args "$out/$b/lc.img"
+			qargs=("${LC_QEMU_ARGS[@]}")
+		fi
 		VM_MEM=$mem viommu_vm_run "$out/$b" "$tree/boot/vmlinuz-$kver" "$boot_initrd" "$append" -- "${qargs[@]}" || ok=0
 		{
 			viommu_vm_results "$out/$b" | sed "s|^\([A-Z]*\) |\1 $kver $b/|"
+			grep '^FIGURE ' "$out/$b/results.log" | sed "s|^FIGURE \([^ ]*\) |FIGURE $kver $b/\1 |" || true
 			if [ $ok = 1 ] && grep -q '^GUEST-DONE' "$out/$b/results.log"; then
 				echo "PASS $kver $b/boot $VM_ATTEMPTS"
+			elif [ "$MOD" = intree ] && [ "$b" = lifecycle ]; then
+				# What the in-tree driver does here is a figure.
+				echo "FIGURE $kver $b/boot in-tree driver: guest script did not finish ($VM_ATTEMPTS; last console lines: $(tr -d '\r' <"$out/$b/console.log" | tail -n 3 | tr '\n' '|'))"
 			else
 				echo "FAIL $kver $b/boot $VM_ATTEMPTS; guest script did not finish (see $out/$b/console.log)"
 			fi
@@ -161,11 +186,14 @@ run_kernel() {
 				else
 					echo "FAIL $kver $b/$shut-$order host ${VM_SHUTDOWN_S:-?}s guest ${guest_t}s (limit ${SHUTDOWN_LIMIT_S}s), '$want' $(grep -q "$want" "$out/$b/console.log" && echo seen || echo 'not seen'); last console lines: $(tr -d '\r' <"$out/$b/console.log" | tail -n 3 | tr '\n' '|')"
 				fi
+			elif [ "$MOD" = intree ] && [ "$b" = lifecycle ]; then
+				echo "FIGURE $kver $b/$shut-$order in-tree driver: the guest never reached its shutdown"
 			else
 				echo "FAIL $kver $b/$shut-$order the guest never reached its shutdown"
 			fi
 			grep '^METRIC ' "$out/$b/results.log" | sed "s|^METRIC |METRIC $kver $b/|" || true
 		} | tee -a "$results"
+		rm -f "$out/$b/lc.img"
 	done
 	while read -r s _; do
 		case $s in

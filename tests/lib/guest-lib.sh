@@ -12,6 +12,8 @@
 #   RESULT <case> PASS|FAIL|SKIP <detail>
 #   INFO <text>                        free text for the log
 #   METRIC <name> <value>              a figure for the report (never judged)
+#   FIGURE <case> <text>               what a peer (the in-tree driver) did in
+#                                      a case: reported, never judged
 #   GUEST-DONE                         the script ran to its end
 #   SHUTDOWN <poweroff|reboot> <uptime>  about to call reboot(2)
 #   HOST-QMP <delay-s> <json>...       ask the host to send these QMP commands
@@ -36,6 +38,7 @@ guest_done() { _emit "GUEST-DONE"; }
 plan() { _emit "PLAN $*"; }
 info() { _emit "INFO $*"; }
 metric() { _emit "METRIC $1 $2"; }
+figure() { _f=$1; shift; _emit "FIGURE $_f $*"; }
 # host_qmp DELAY JSON...: each JSON one QMP command object without spaces.
 host_qmp() { _emit "HOST-QMP $*"; }
 
