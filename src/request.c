@@ -648,6 +648,15 @@ err_props:
 	return ret;
 }
 
+/*
+ * @start follows @last directly. Nothing follows U64_MAX: the address space
+ * does not wrap, and a merge across its end would cover all of it.
+ */
+static bool viommu_adjacent(u64 last, u64 start)
+{
+	return last != U64_MAX && last + 1 == start;
+}
+
 /* The calling context, so that merging stays within one mapping call. */
 static unsigned long viommu_caller_token(void)
 {
@@ -732,7 +741,7 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	    req->owner == token) {
 		map = &req->buf.map;
 		size = le64_to_cpu(map->virt_end) - le64_to_cpu(map->virt_start) + 1;
-		if (le64_to_cpu(map->virt_end) + 1 == iova &&
+		if (viommu_adjacent(le64_to_cpu(map->virt_end), iova) &&
 		    le64_to_cpu(map->phys_start) + size == paddr &&
 		    le32_to_cpu(map->flags) == flags) {
 			map->virt_end = cpu_to_le64(last);
@@ -799,8 +808,8 @@ static struct viommu_req *viommu_find_unmap_merge(struct viommu_engine *eng,
 		if (req->deferred != deferred)
 			continue;
 		unmap = &req->buf.unmap;
-		if (le64_to_cpu(unmap->virt_end) + 1 == iova ||
-		    last + 1 == le64_to_cpu(unmap->virt_start))
+		if (viommu_adjacent(le64_to_cpu(unmap->virt_end), iova) ||
+		    viommu_adjacent(last, le64_to_cpu(unmap->virt_start)))
 			return req;
 	}
 	return NULL;
