@@ -86,8 +86,126 @@ static void viommu_failclosed_map_wrap(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, env->fake->nr_violations, 0);
 }
 
+/* What every case of a broken device checks: declared once, reset once. */
+static void viommu_fc_expect_blocked(struct kunit *test, struct vfake_env *env,
+				     struct viommu_domain *vdom)
+{
+	struct viommu_engine *eng = &env->viommu->engine;
+
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_DEVICE_BROKEN), 1);
+	KUNIT_EXPECT_EQ(test, env->fake->resets, 1);
+	KUNIT_EXPECT_EQ(test, vfake_nr_mappings(env->fake, vdom->id), 0);
+	KUNIT_EXPECT_EQ(test, vfake_endpoint_domain(env->fake, 3), 0);
+}
+
+/*
+ * A strict unmap whose UNMAP the device never completes: when unmap and
+ * sync return, the device has been reset and maps nothing. From then on
+ * map and attach fail without sending anything; blocking still works.
+ */
+static void viommu_failclosed_silent_strict_unmap(struct kunit *test)
+{
+	struct vfake_env *env = viommu_fc_env(test, 0);
+	struct viommu_engine *eng = &env->viommu->engine;
+	struct viommu_domain *vdom = viommu_fc_attached(test, env, 3);
+	struct viommu_endpoint *ep2;
+	struct viommu_domain *vdom2;
+	unsigned int adds;
+
+	vfake_add_endpoint(env->fake, 4, NULL, 0);
+	ep2 = vfake_env_endpoint(env, (u32[]){ 4 }, 1, false);
+	vdom2 = vfake_env_domain(env, ep2, IOMMU_DOMAIN_DMA);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M, SZ_4M, SZ_8K, RW), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_4M, SZ_8M, SZ_4K, RW), 0);
+	eng->timeout_ns = TIMEOUT_MS * NSEC_PER_MSEC;
+	vfake_set_mode(env->fake, VFAKE_SILENT, 0);
+	KUNIT_EXPECT_EQ(test, vfake_unmap(vdom, SZ_1M, SZ_8K, false), SZ_8K);
+	viommu_fc_expect_blocked(test, env, vdom);
+	/* One bounded wait, not one per later sync. */
+	KUNIT_EXPECT_EQ(test, vfake_unmap(vdom, SZ_4M, SZ_4K, false), SZ_4K);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_ERR_TIMEOUT), 1);
+
+	adds = env->fake->nr_adds;
+	vfake_wake(env->fake);
+	KUNIT_EXPECT_LT(test, vfake_map_sync(vdom, SZ_2M, SZ_4M, SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, (u64)viommu_paging_ops.iova_to_phys(&vdom->domain,
+								 SZ_2M), 0);
+	KUNIT_EXPECT_LT(test, viommu_attach_paging(&vdom2->domain, ep2->dev), 0);
+	KUNIT_EXPECT_LT(test, viommu_attach_identity(&viommu_identity_domain,
+						     ep2->dev), 0);
+	KUNIT_EXPECT_EQ(test, viommu_attach_blocked(&viommu_blocked_domain,
+						    ep2->dev), 0);
+	KUNIT_EXPECT_EQ(test, env->fake->nr_adds, adds);
+	/* Declared once, however many requests fail afterwards. */
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_DEVICE_BROKEN), 1);
+	KUNIT_EXPECT_EQ(test, env->fake->resets, 1);
+}
+
+/*
+ * No request slot for an UNMAP (the pool is held by a silent device): the
+ * unmap reports done only once the device has been reset.
+ */
+static void viommu_failclosed_no_slot_unmap(struct kunit *test)
+{
+	struct vfake_env *env = viommu_fc_env(test, 1);
+	struct viommu_engine *eng = &env->viommu->engine;
+	struct viommu_domain *vdom = viommu_fc_attached(test, env, 3);
+
+	viommu_engine_set_flush_timeout(eng, VIOMMU_FLUSH_TIMEOUT_MAX_MS);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M, SZ_4M, SZ_4K, RW), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_2M, SZ_8M, SZ_4K, RW), 0);
+	eng->timeout_ns = TIMEOUT_MS * NSEC_PER_MSEC;
+	vfake_set_mode(env->fake, VFAKE_SILENT, 0);
+	KUNIT_EXPECT_EQ(test, vfake_unmap(vdom, SZ_1M, SZ_4K, true), SZ_4K);
+	KUNIT_EXPECT_EQ(test, vfake_unmap(vdom, SZ_2M, SZ_4K, true), SZ_4K);
+	viommu_fc_expect_blocked(test, env, vdom);
+}
+
+/*
+ * The device refuses a merged UNMAP (no status, or RANGE although every
+ * range covers whole mappings): the mappings must not stay reachable.
+ */
+static void viommu_failclosed_unmap_refused(struct kunit *test)
+{
+	struct vfake_env *env = viommu_fc_env(test, 0);
+	struct viommu_engine *eng = &env->viommu->engine;
+	struct viommu_domain *vdom = viommu_fc_attached(test, env, 3);
+
+	viommu_engine_set_flush_timeout(eng, VIOMMU_FLUSH_TIMEOUT_MAX_MS);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M, SZ_4M, SZ_4K, RW), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M + SZ_4K, SZ_8M, SZ_4K,
+					     RW), 0);
+	KUNIT_EXPECT_EQ(test, vfake_unmap(vdom, SZ_1M, SZ_4K, true), SZ_4K);
+	KUNIT_EXPECT_EQ(test, vfake_unmap(vdom, SZ_1M + SZ_4K, SZ_4K, true), SZ_4K);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_MERGED_UNMAPS), 1);
+	vfake_inject(env->fake, VIRTIO_IOMMU_T_UNMAP, 1, VIRTIO_IOMMU_S_RANGE);
+	viommu_paging_ops.flush_iotlb_all(&vdom->domain);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_ERR_RANGE), 1);
+	viommu_fc_expect_blocked(test, env, vdom);
+}
+
+/* Attaching the blocked domain cannot fail: the core has no fallback. */
+static void viommu_failclosed_blocked_attach(struct kunit *test)
+{
+	struct vfake_env *env = viommu_fc_env(test, 0);
+	struct viommu_domain *vdom = viommu_fc_attached(test, env, 3);
+	struct device *dev = env->eps[0].dev;
+	struct viommu_endpoint *ep = dev_iommu_priv_get(dev);
+
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M, SZ_4M, SZ_4K, RW), 0);
+	vfake_inject(env->fake, VIRTIO_IOMMU_T_ATTACH, 1, VIRTIO_IOMMU_S_DEVERR);
+	KUNIT_EXPECT_EQ(test, viommu_attach_blocked(&viommu_blocked_domain, dev), 0);
+	KUNIT_EXPECT_EQ(test, ep->attached, VIOMMU_ATTACHED_BLOCKED);
+	KUNIT_EXPECT_EQ(test, vdom->nr_endpoints, 0);
+	viommu_fc_expect_blocked(test, env, vdom);
+}
+
 static struct kunit_case viommu_failclosed_test_cases[] = {
 	KUNIT_CASE(viommu_failclosed_unmap_wrap),
+	KUNIT_CASE(viommu_failclosed_silent_strict_unmap),
+	KUNIT_CASE(viommu_failclosed_no_slot_unmap),
+	KUNIT_CASE(viommu_failclosed_unmap_refused),
+	KUNIT_CASE(viommu_failclosed_blocked_attach),
 	KUNIT_CASE(viommu_failclosed_map_wrap),
 	{}
 };

@@ -548,6 +548,8 @@ static int vfake_q_add(void *queue, struct scatterlist *out,
 
 	spin_lock_irqsave(&fake->lock, flags);
 	fake->nr_adds++;
+	if (fake->resets)
+		vfake_violation(fake, "request added after the device was reset");
 	if (fake->add_error) {
 		ret = fake->add_error;
 		goto out;
@@ -642,12 +644,39 @@ static unsigned int vfake_q_free_slots(void *queue)
 	return free;
 }
 
+/*
+ * The driver gave up on the device: a reset, after which no endpoint is
+ * attached, no domain or mapping exists, the queues are empty, and bypass
+ * is 0, so that no endpoint reaches memory.
+ */
+static void vfake_q_block(void *queue)
+{
+	struct vfake *fake = queue;
+	unsigned long flags;
+	unsigned int i;
+
+	spin_lock_irqsave(&fake->lock, flags);
+	fake->resets++;
+	for (i = 0; i < VFAKE_MAX_ENDPOINTS; i++)
+		fake->endpoints[i].domain = 0;
+	memset(fake->domains, 0, sizeof(fake->domains));
+	memset(fake->mappings, 0, sizeof(fake->mappings));
+	fake->nr_mappings = 0;
+	list_splice_init(&fake->avail, &fake->free);
+	list_splice_init(&fake->processed, &fake->free);
+	list_splice_init(&fake->used, &fake->free);
+	fake->outstanding = 0;
+	fake->config.bypass = 0;
+	spin_unlock_irqrestore(&fake->lock, flags);
+}
+
 const struct viommu_queue_ops vfake_queue_ops = {
 	.add		= vfake_q_add,
 	.kick_prepare	= vfake_q_kick_prepare,
 	.notify		= vfake_q_notify,
 	.get_used	= vfake_q_get_used,
 	.free_slots	= vfake_q_free_slots,
+	.block		= vfake_q_block,
 };
 
 /* Test-facing API. */

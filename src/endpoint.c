@@ -367,6 +367,12 @@ out:
 	return ret;
 }
 
+/*
+ * The core cannot fall back when the blocked domain fails to attach (VFIO's
+ * ownership claims fail, must-succeed paths warn), so this does not fail:
+ * when the ATTACH fails, the device is declared broken, which resets it so
+ * that no endpoint reaches memory, this one included.
+ */
 int viommu_attach_blocked(struct iommu_domain *domain, struct device *dev)
 {
 	struct viommu_endpoint *ep = dev_iommu_priv_get(dev);
@@ -381,9 +387,10 @@ int viommu_attach_blocked(struct iommu_domain *domain, struct device *dev)
 		goto out;
 	}
 	/* An empty domain that never gets mappings blocks all DMA. */
-	ret = viommu_send_ep(ep, VIRTIO_IOMMU_T_ATTACH, viommu->blocking_id, 0);
-	if (ret)
-		goto out;
+	if (!viommu_engine_broken(&viommu->engine) &&
+	    viommu_send_ep(ep, VIRTIO_IOMMU_T_ATTACH, viommu->blocking_id, 0))
+		viommu_engine_break(&viommu->engine,
+				    "ATTACH to the blocking domain failed");
 	viommu_leave_locked(ep);
 	viommu->blocking_users++;
 	ep->attached = VIOMMU_ATTACHED_BLOCKED;

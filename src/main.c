@@ -279,6 +279,7 @@ static void viommu_remove(struct virtio_device *vdev)
 	viommu_unregister_instance(viommu);
 
 	/* Stop the device before freeing the buffers it may still own. */
+	viommu_engine_stop(&viommu->engine);
 	virtio_reset_device(vdev);
 	viommu_engine_destroy(&viommu->engine);
 	vdev->config->del_vqs(vdev);

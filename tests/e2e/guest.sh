@@ -173,7 +173,8 @@ KNOBS="shadow_on_flush flush_timeout_ms map_batching"
 COUNTERS="req_attach req_detach req_map req_unmap req_probe kicks sync_waits sync_wait_ns
 flushes deferred_timer deferred_full deferred_flush deferred_map_sync max_batch queue_full
 err_ioerr err_unsupp err_deverr err_inval err_range err_noent err_fault err_nomem
-err_nostatus err_timeout faults pending_unmaps oldest_pending_unmap_us merged_maps merged_unmaps"
+err_nostatus err_timeout faults pending_unmaps oldest_pending_unmap_us merged_maps merged_unmaps
+device_broken"
 
 knob_default() {
 	case $1 in
