@@ -200,12 +200,32 @@ static void viommu_failclosed_blocked_attach(struct kunit *test)
 	viommu_fc_expect_blocked(test, env, vdom);
 }
 
+/* Deferred UNMAPs taken along by a synchronous request are not flushes. */
+static void viommu_failclosed_sync_cause(struct kunit *test)
+{
+	struct vfake_env *env = viommu_fc_env(test, 0);
+	struct viommu_engine *eng = &env->viommu->engine;
+	struct viommu_domain *vdom = viommu_fc_attached(test, env, 3);
+	struct viommu_endpoint *ep2;
+
+	viommu_engine_set_flush_timeout(eng, VIOMMU_FLUSH_TIMEOUT_MAX_MS);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M, SZ_4M, SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, vfake_unmap(vdom, SZ_1M, SZ_4K, true), SZ_4K);
+	vfake_add_endpoint(env->fake, 4, NULL, 0);
+	ep2 = vfake_env_endpoint(env, (u32[]){ 4 }, 1, false);
+	KUNIT_EXPECT_EQ(test, viommu_attach_paging(&vdom->domain, ep2->dev), 0);
+	KUNIT_EXPECT_EQ(test, vfake_nr_mappings(env->fake, vdom->id), 0);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_DEFERRED_FLUSH), 0);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_DEFERRED_SYNC), 1);
+}
+
 static struct kunit_case viommu_failclosed_test_cases[] = {
 	KUNIT_CASE(viommu_failclosed_unmap_wrap),
 	KUNIT_CASE(viommu_failclosed_silent_strict_unmap),
 	KUNIT_CASE(viommu_failclosed_no_slot_unmap),
 	KUNIT_CASE(viommu_failclosed_unmap_refused),
 	KUNIT_CASE(viommu_failclosed_blocked_attach),
+	KUNIT_CASE(viommu_failclosed_sync_cause),
 	KUNIT_CASE(viommu_failclosed_map_wrap),
 	{}
 };
