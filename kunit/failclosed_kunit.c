@@ -219,6 +219,24 @@ static void viommu_failclosed_sync_cause(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_DEFERRED_SYNC), 1);
 }
 
+/*
+ * Without identity domains the driver has no preference, so the kernel's
+ * default (lazy or strict) applies; only a passthrough default needs DMA.
+ */
+static void viommu_failclosed_def_domain_type(struct kunit *test)
+{
+	struct vfake_cfg cfg;
+	struct vfake_env *env;
+	struct viommu_endpoint *ep;
+
+	vfake_default_cfg(&cfg);
+	cfg.features &= ~BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG);
+	env = vfake_env_create(test, &cfg);
+	ep = vfake_env_simple_endpoint(env, 3);
+	KUNIT_EXPECT_EQ(test, viommu_def_domain_type(ep->dev),
+			iommu_default_passthrough() ? (int)IOMMU_DOMAIN_DMA : 0);
+}
+
 static struct kunit_case viommu_failclosed_test_cases[] = {
 	KUNIT_CASE(viommu_failclosed_unmap_wrap),
 	KUNIT_CASE(viommu_failclosed_silent_strict_unmap),
@@ -226,6 +244,7 @@ static struct kunit_case viommu_failclosed_test_cases[] = {
 	KUNIT_CASE(viommu_failclosed_unmap_refused),
 	KUNIT_CASE(viommu_failclosed_blocked_attach),
 	KUNIT_CASE(viommu_failclosed_sync_cause),
+	KUNIT_CASE(viommu_failclosed_def_domain_type),
 	KUNIT_CASE(viommu_failclosed_map_wrap),
 	{}
 };

@@ -497,8 +497,9 @@ void viommu_get_resv_regions(struct device *dev, struct list_head *head)
  * viommu_def_domain_type() - iommu_ops.def_domain_type
  * @dev: the endpoint's device
  *
- * Return: IOMMU_DOMAIN_DMA when the device cannot provide identity
- * domains, 0 (no preference) otherwise.
+ * Return: IOMMU_DOMAIN_DMA when the kernel's default is passthrough but
+ * the device cannot provide identity domains, 0 (no preference, the
+ * kernel's strict or lazy default applies) otherwise.
  */
 int viommu_def_domain_type(struct device *dev)
 {
@@ -506,7 +507,7 @@ int viommu_def_domain_type(struct device *dev)
 	struct viommu_dev *viommu = ep->viommu;
 
 	if ((viommu->has_bypass_config && viommu->identity_id) ||
-	    viommu->has_legacy_bypass)
+	    viommu->has_legacy_bypass || !iommu_default_passthrough())
 		return 0;
 	return IOMMU_DOMAIN_DMA;
 }
