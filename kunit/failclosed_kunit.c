@@ -237,6 +237,47 @@ static void viommu_failclosed_def_domain_type(struct kunit *test)
 			iommu_default_passthrough() ? (int)IOMMU_DOMAIN_DMA : 0);
 }
 
+/* With BYPASS_CONFIG offered, the legacy BYPASS feature is not accepted. */
+static void viommu_failclosed_legacy_bypass(struct kunit *test)
+{
+	struct vfake_cfg cfg;
+	struct vfake *fake;
+
+	vfake_default_cfg(&cfg);
+	cfg.features |= BIT_ULL(VIRTIO_IOMMU_F_BYPASS);
+	fake = vfake_create(test, &cfg);
+	KUNIT_EXPECT_EQ(test, viommu_driver.validate(&fake->vdev), 0);
+	KUNIT_EXPECT_FALSE(test, virtio_has_feature(&fake->vdev, VIRTIO_IOMMU_F_BYPASS));
+	KUNIT_EXPECT_TRUE(test, virtio_has_feature(&fake->vdev,
+						   VIRTIO_IOMMU_F_BYPASS_CONFIG));
+
+	/* Without BYPASS_CONFIG, BYPASS is the only way to identity domains. */
+	cfg.features &= ~BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG);
+	fake = vfake_create(test, &cfg);
+	KUNIT_EXPECT_EQ(test, viommu_driver.validate(&fake->vdev), 0);
+	KUNIT_EXPECT_TRUE(test, virtio_has_feature(&fake->vdev, VIRTIO_IOMMU_F_BYPASS));
+}
+
+/* A device without VIRTIO_F_VERSION_1 is refused before anything is set up. */
+static void viommu_failclosed_version_1(struct kunit *test)
+{
+	struct vfake_cfg cfg;
+	struct vfake *fake;
+
+	vfake_default_cfg(&cfg);
+	cfg.features &= ~BIT_ULL(VIRTIO_F_VERSION_1);
+	fake = vfake_create(test, &cfg);
+	KUNIT_EXPECT_EQ(test, viommu_driver.probe(&fake->vdev), -ENODEV);
+	KUNIT_EXPECT_EQ(test, fake->find_vqs_calls, 0);
+	KUNIT_EXPECT_NULL(test, fake->vdev.priv);
+
+	/* With it, the probe goes on (to the fake's missing virtqueues). */
+	vfake_default_cfg(&cfg);
+	fake = vfake_create(test, &cfg);
+	KUNIT_EXPECT_EQ(test, viommu_driver.probe(&fake->vdev), -EIO);
+	KUNIT_EXPECT_EQ(test, fake->find_vqs_calls, 1);
+}
+
 static struct kunit_case viommu_failclosed_test_cases[] = {
 	KUNIT_CASE(viommu_failclosed_unmap_wrap),
 	KUNIT_CASE(viommu_failclosed_silent_strict_unmap),
@@ -245,6 +286,8 @@ static struct kunit_case viommu_failclosed_test_cases[] = {
 	KUNIT_CASE(viommu_failclosed_blocked_attach),
 	KUNIT_CASE(viommu_failclosed_sync_cause),
 	KUNIT_CASE(viommu_failclosed_def_domain_type),
+	KUNIT_CASE(viommu_failclosed_legacy_bypass),
+	KUNIT_CASE(viommu_failclosed_version_1),
 	KUNIT_CASE(viommu_failclosed_map_wrap),
 	{}
 };

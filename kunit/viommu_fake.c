@@ -62,9 +62,22 @@ static void vfake_config_set(struct virtio_device *vdev, unsigned int offset,
 			offset, len);
 }
 
+/* The fake has no virtqueues: a probe that gets this far is refused here. */
+static int vfake_find_vqs(struct virtio_device *vdev, unsigned int nvqs,
+			  struct virtqueue *vqs[],
+			  struct virtqueue_info vqs_info[],
+			  struct irq_affinity *desc)
+{
+	struct vfake *fake = container_of(vdev, struct vfake, vdev);
+
+	fake->find_vqs_calls++;
+	return -EIO;
+}
+
 static const struct virtio_config_ops vfake_config_ops = {
 	.get = vfake_config_get,
 	.set = vfake_config_set,
+	.find_vqs = vfake_find_vqs,
 };
 
 /* Device state helpers, called with the fake's lock held. */
@@ -684,7 +697,8 @@ const struct viommu_queue_ops vfake_queue_ops = {
 void vfake_default_cfg(struct vfake_cfg *cfg)
 {
 	*cfg = (struct vfake_cfg) {
-		.features = BIT_ULL(VIRTIO_IOMMU_F_INPUT_RANGE) |
+		.features = BIT_ULL(VIRTIO_F_VERSION_1) |
+			    BIT_ULL(VIRTIO_IOMMU_F_INPUT_RANGE) |
 			    BIT_ULL(VIRTIO_IOMMU_F_DOMAIN_RANGE) |
 			    BIT_ULL(VIRTIO_IOMMU_F_MAP_UNMAP) |
 			    BIT_ULL(VIRTIO_IOMMU_F_PROBE) |

@@ -115,6 +115,7 @@ struct vfake {
 	struct virtio_iommu_config	config;
 	unsigned int			config_writes;
 	unsigned int			bypass_reads;
+	unsigned int			find_vqs_calls;
 
 	/* Behaviour. */
 	enum vfake_mode			mode;
