@@ -278,6 +278,36 @@ static void viommu_failclosed_version_1(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, fake->find_vqs_calls, 1);
 }
 
+/* A reserved region covering the whole space keeps a non-zero length. */
+static void viommu_failclosed_resv_whole_space(struct kunit *test)
+{
+	static struct virtio_iommu_probe_resv_mem prop = {
+		.head.type = cpu_to_le16(VIRTIO_IOMMU_PROBE_T_RESV_MEM),
+		.head.length = cpu_to_le16(sizeof(prop) - sizeof(prop.head)),
+		.subtype = VIRTIO_IOMMU_RESV_MEM_T_RESERVED,
+		.start = 0,
+		.end = cpu_to_le64(U64_MAX),
+	};
+	struct vfake_env *env = vfake_env_default(test);
+	struct iommu_resv_region *region;
+	struct viommu_endpoint *ep;
+	unsigned int found = 0;
+	LIST_HEAD(regions);
+
+	vfake_add_endpoint(env->fake, 3, &prop, sizeof(prop));
+	ep = vfake_env_endpoint(env, (u32[]){ 3 }, 1, false);
+	viommu_get_resv_regions(ep->dev, &regions);
+	list_for_each_entry(region, &regions, list) {
+		if (region->type != IOMMU_RESV_RESERVED)
+			continue;
+		found++;
+		KUNIT_EXPECT_EQ(test, (u64)region->start, 0);
+		KUNIT_EXPECT_EQ(test, (u64)region->length, (u64)SIZE_MAX);
+	}
+	KUNIT_EXPECT_EQ(test, found, 1);
+	iommu_put_resv_regions(ep->dev, &regions);
+}
+
 static struct kunit_case viommu_failclosed_test_cases[] = {
 	KUNIT_CASE(viommu_failclosed_unmap_wrap),
 	KUNIT_CASE(viommu_failclosed_silent_strict_unmap),
@@ -288,6 +318,7 @@ static struct kunit_case viommu_failclosed_test_cases[] = {
 	KUNIT_CASE(viommu_failclosed_def_domain_type),
 	KUNIT_CASE(viommu_failclosed_legacy_bypass),
 	KUNIT_CASE(viommu_failclosed_version_1),
+	KUNIT_CASE(viommu_failclosed_resv_whole_space),
 	KUNIT_CASE(viommu_failclosed_map_wrap),
 	{}
 };

@@ -468,7 +468,12 @@ void viommu_get_resv_regions(struct device *dev, struct list_head *head)
 	bool has_msi = false;
 
 	list_for_each_entry(resv, &ep->resv_regions, list) {
-		size_t len = resv->last - resv->start + 1;
+		/*
+		 * The length of [0, U64_MAX] does not fit: one byte short, the
+		 * region still covers every page.
+		 */
+		size_t len = resv->last - resv->start >= SIZE_MAX ? SIZE_MAX :
+			     resv->last - resv->start + 1;
 
 		if (resv->subtype == VIRTIO_IOMMU_RESV_MEM_T_MSI) {
 			has_msi = true;
