@@ -831,7 +831,8 @@ static void viommu_check_deferred_conflict(struct viommu_engine *eng,
  *	a replay of existing mappings); otherwise set when the range was
  *	appended to the previous pending MAP of the same caller instead of
  *	taking a request of its own
- * @nowait: return -EAGAIN instead of waiting when no request slot is free
+ * @nowait: return -EAGAIN instead of waiting when no request slot is free,
+ *	and never submit early (which may wait for room in the queue)
  *
  * The request reaches the device at the next sync. A failure is recorded in
  * the domain and reported by viommu_domain_collect_failures().
@@ -899,7 +900,12 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	req->vdomain = vdom;
 	req->owner = token;
 	viommu_append_locked(eng, req);
-	viommu_limit_pending_locked(eng, &irqflags);
+	/*
+	 * A caller that cannot wait (replay, under its map_lock with
+	 * interrupts off) syncs by itself once the pool runs out.
+	 */
+	if (!nowait)
+		viommu_limit_pending_locked(eng, &irqflags);
 	spin_unlock_irqrestore(&eng->lock, irqflags);
 	return 0;
 }

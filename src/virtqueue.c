@@ -33,9 +33,14 @@ static void *viommu_vq_get_used(void *queue, unsigned int *len)
 	return virtqueue_get_buf(queue, len);
 }
 
+/*
+ * A request takes two descriptors (one device-readable, one device-writable
+ * buffer), or one with indirect descriptors: count requests that surely
+ * fit, so that a wait for room never ends while add() still has none.
+ */
 static unsigned int viommu_vq_free_slots(void *queue)
 {
-	return ((struct virtqueue *)queue)->num_free;
+	return ((struct virtqueue *)queue)->num_free / 2;
 }
 
 /*
