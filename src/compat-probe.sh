@@ -10,4 +10,8 @@ grep -q 'int (\*attach_dev)(struct iommu_domain \*domain, struct device \*dev,$'
 	"$inc/iommu.h" 2>/dev/null && printf ' %s' -DVIOMMU_HAVE_ATTACH_DEV_OLD
 grep -q 'void hrtimer_setup(' "$inc/hrtimer.h" 2>/dev/null &&
 	printf ' %s' -DVIOMMU_HAVE_HRTIMER_SETUP
+# A full source tree has dma-iommu's private header; headers packages do not.
+dma="$1/drivers/iommu/dma-iommu.h"
+grep -q 'void iommu_dma_get_resv_regions(' "$dma" 2>/dev/null &&
+	printf ' %s' "-DVIOMMU_DMA_IOMMU_H='\"$dma\"'"
 echo
