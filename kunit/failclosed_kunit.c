@@ -128,8 +128,8 @@ static void viommu_failclosed_silent_strict_unmap(struct kunit *test)
 	adds = env->fake->nr_adds;
 	vfake_wake(env->fake);
 	KUNIT_EXPECT_LT(test, vfake_map_sync(vdom, SZ_2M, SZ_4M, SZ_4K, RW), 0);
-	KUNIT_EXPECT_EQ(test, (u64)viommu_paging_ops.iova_to_phys(&vdom->domain,
-								 SZ_2M), 0);
+	KUNIT_EXPECT_EQ(test, (u64)vdom->domain.ops->iova_to_phys(&vdom->domain,
+								  SZ_2M), 0);
 	KUNIT_EXPECT_LT(test, viommu_attach_paging(&vdom2->domain, ep2->dev), 0);
 	KUNIT_EXPECT_LT(test, viommu_attach_identity(&viommu_identity_domain,
 						     ep2->dev), 0);

@@ -153,6 +153,7 @@ static void viommu_block_work_fn(struct work_struct *work)
 
 	if (eng->ops->block)
 		eng->ops->block(eng->queue);
+	/* Pairs with viommu_wait_blocked(): the reset is done before. */
 	smp_store_release(&eng->blocked, true);
 }
 
@@ -182,6 +183,7 @@ static void viommu_wait_blocked(struct viommu_engine *eng)
 {
 	ktime_t deadline;
 
+	/* Pairs with viommu_block_work_fn(). */
 	if (!READ_ONCE(eng->broken) || smp_load_acquire(&eng->blocked))
 		return;
 	if (preemptible()) {
@@ -189,7 +191,7 @@ static void viommu_wait_blocked(struct viommu_engine *eng)
 		return;
 	}
 	deadline = ktime_add_ms(ktime_get(), VIOMMU_BLOCK_WAIT_MS);
-	while (!smp_load_acquire(&eng->blocked)) {
+	while (!smp_load_acquire(&eng->blocked)) {	/* as above */
 		if (ktime_after(ktime_get(), deadline)) {
 			dev_err_ratelimited(eng->dev,
 					    "reset of the broken device still pending\n");
