@@ -165,7 +165,7 @@ static void viommu_break_locked(struct viommu_engine *eng, const char *why)
 {
 	if (eng->broken)
 		return;
-	eng->broken = true;
+	WRITE_ONCE(eng->broken, true);
 	viommu_stat_add(eng, VIOMMU_STAT_DEVICE_BROKEN, 1);
 	dev_err(eng->dev,
 		"%s: device declared broken; it is reset so that no endpoint reaches memory, and map and attach fail from now on\n",
