@@ -137,7 +137,10 @@ static void viommu_request_head_reserved(struct kunit *test)
 /* Generous: TCG under load. The bound itself is the lower limit. */
 #define VIOMMU_TEST_SLACK_MS	3000
 
-/* A silent device: the request fails within the bounded wait. */
+/*
+ * A silent device: the request fails within the bounded wait, and the
+ * device is declared broken and reset, for good.
+ */
 static void viommu_request_silent_device(struct kunit *test)
 {
 	struct vfake_env *env = vfake_env_default(test);
@@ -158,10 +161,12 @@ static void viommu_request_silent_device(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_ERR_TIMEOUT), 1);
 	KUNIT_EXPECT_EQ(test, ep->attached, VIOMMU_DETACHED);
 
-	/* The device comes back: the abandoned request is reclaimed. */
+	/* The device comes back too late: it stays broken. */
 	vfake_wake(env->fake);
-	KUNIT_EXPECT_EQ(test, viommu_sync(eng, VIOMMU_CAUSE_SYNC), 0);
-	KUNIT_EXPECT_EQ(test, vfake_free_req_slots(eng), VIOMMU_NR_SLOTS);
+	KUNIT_EXPECT_EQ(test, viommu_sync(eng, VIOMMU_CAUSE_SYNC), -EIO);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_DEVICE_BROKEN), 1);
+	KUNIT_EXPECT_EQ(test, env->fake->resets, 1);
+	KUNIT_EXPECT_EQ(test, viommu_attach_paging(&vdom->domain, ep->dev), -EIO);
 }
 
 /* A silent device during a map sync; the core then unmaps the range. */
@@ -185,8 +190,9 @@ static void viommu_request_silent_map_sync(struct kunit *test)
 	/* iommu_map() undoes a failed mapping. */
 	KUNIT_EXPECT_EQ(test, vfake_unmap(vdom, SZ_1M, SZ_16K, false), SZ_16K);
 	vfake_wake(env->fake);
-	KUNIT_EXPECT_EQ(test, viommu_sync(eng, VIOMMU_CAUSE_SYNC), 0);
-	/* MAP then UNMAP reached the device in order: nothing stays mapped. */
+	KUNIT_EXPECT_EQ(test, viommu_sync(eng, VIOMMU_CAUSE_SYNC), -EIO);
+	/* The device was reset when declared broken: nothing stays mapped. */
+	KUNIT_EXPECT_EQ(test, env->fake->resets, 1);
 	KUNIT_EXPECT_EQ(test, vfake_nr_mappings(env->fake, vdom->id), 0);
 	vfake_expect_same_mappings(test, env->fake, vdom);
 }

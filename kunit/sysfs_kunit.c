@@ -187,7 +187,7 @@ static void viommu_attribute_contract(struct kunit *test)
 		"err_deverr", "err_inval", "err_range", "err_noent",
 		"err_fault", "err_nomem", "err_nostatus", "err_timeout",
 		"faults", "pending_unmaps", "oldest_pending_unmap_us",
-		"merged_maps", "merged_unmaps",
+		"merged_maps", "merged_unmaps", "deferred_sync", "device_broken",
 	};
 	static const char * const knobs[] = {
 		"shadow_on_flush", "flush_timeout_ms", "map_batching",

@@ -7,7 +7,9 @@
  * the state a device would keep (domains, endpoints, mappings), checks
  * every request against the virtio-iommu specification, records every
  * request, and can be told to answer any status, to run out of descriptors,
- * to complete late or out of order, or to never answer.
+ * to complete late or out of order, or to never answer. When the driver
+ * gives up on it (the queue's block operation), it behaves as a device
+ * reset with bypass cleared, and any later request is a violation.
  *
  * A check that fails is a "violation": it is counted and the first message
  * is kept. Every suite's exit checks that the driver caused none.
@@ -113,6 +115,7 @@ struct vfake {
 	struct virtio_iommu_config	config;
 	unsigned int			config_writes;
 	unsigned int			bypass_reads;
+	unsigned int			find_vqs_calls;
 
 	/* Behaviour. */
 	enum vfake_mode			mode;
@@ -123,6 +126,7 @@ struct vfake {
 	int				add_error;	/* add() fails with it */
 	bool				tail_garbage;	/* non-zero tail reserved */
 	struct vfake_inject		inject[VFAKE_MAX_INJECT];
+	unsigned int			resets;		/* blocked by the driver */
 
 	/* Device state. */
 	struct vfake_domain		domains[VFAKE_MAX_DOMAINS];

@@ -10,6 +10,7 @@
 # by what the text looks like. See compat.h for what each flag means.
 #
 # VIOMMU_PROBE_LOG=FILE keeps every snippet's compiler output.
+# VIOMMU_SRCTREE=DIR is the kernel's source tree (Kbuild's $(srctree)).
 
 cc=$1
 shift
@@ -54,4 +55,22 @@ void viommu_probe_timer(struct hrtimer *t,
 	hrtimer_setup(t, fn, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
 }
 SNIPPET
+
+# dma-iommu's private header (a full source tree has it, such as the KUnit
+# build; headers packages do not), if it declares iommu_dma_get_resv_regions()
+# as the driver calls it: then compat.h includes it instead of declaring the
+# prototype itself.
+dma=${VIOMMU_SRCTREE:-}/drivers/iommu/dma-iommu.h
+case $dma in
+/*) ;;
+*) dma=$PWD/$dma ;;
+esac
+if [ -n "${VIOMMU_SRCTREE:-}" ] && [ -f "$dma" ]; then
+	probe "VIOMMU_DMA_IOMMU_H='\"$dma\"'" "$@" <<SNIPPET
+#include <linux/iommu.h>
+#include "$dma"
+void (*viommu_probe_resv)(struct device *dev, struct list_head *list) =
+	iommu_dma_get_resv_regions;
+SNIPPET
+fi
 echo

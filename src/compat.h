@@ -10,6 +10,7 @@
  * reading header text, so that distribution kernels with backports build:
  *   VIOMMU_HAVE_ATTACH_DEV_OLD  attach_dev() takes the old domain (6.19)
  *   VIOMMU_HAVE_HRTIMER_SETUP   hrtimer_setup() replaces hrtimer_init() (6.13)
+ *   VIOMMU_DMA_IOMMU_H          path of drivers/iommu/dma-iommu.h, if present
  */
 #ifndef VIOMMU_FQ_COMPAT_H
 #define VIOMMU_FQ_COMPAT_H
@@ -83,10 +84,17 @@ viommu_hrtimer_setup(struct hrtimer *timer,
 /*
  * dma-iommu exports iommu_dma_get_resv_regions() (the reserved regions every
  * DMA domain needs, e.g. ITS doorbells on arm64) but declares it in a header
- * private to drivers/iommu/.
+ * private to drivers/iommu/. When the target tree has that header
+ * (VIOMMU_DMA_IOMMU_H, a full source tree such as the KUnit build), it is
+ * used, so that a change of the prototype breaks the build; a headers
+ * package lacks it, and only then is the prototype declared here.
  */
 #if IS_ENABLED(CONFIG_IOMMU_DMA)
+#ifdef VIOMMU_DMA_IOMMU_H
+#include VIOMMU_DMA_IOMMU_H
+#else
 void iommu_dma_get_resv_regions(struct device *dev, struct list_head *list);
+#endif
 static inline void viommu_dma_get_resv_regions(struct device *dev,
 					       struct list_head *list)
 {

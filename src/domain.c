@@ -12,6 +12,12 @@
  * UNMAP requests; a strict domain syncs them in iotlb_sync, a lazy (DMA-FQ)
  * domain lets them wait for flush_iotlb_all, a map sync, a full queue or
  * flush_timeout_ms.
+ *
+ * When the device is broken (see request.c), map_pages fails and the other
+ * operations return once the device has been reset: iotlb_sync and
+ * flush_iotlb_all cannot report an error, and an unmap is reported done
+ * either because its UNMAP was queued or because the device no longer has
+ * any mapping at all.
  */
 
 #include <linux/interval_tree_generic.h>
@@ -151,6 +157,8 @@ static int viommu_map_pages(struct iommu_domain *domain, unsigned long iova,
 	if (!size || last < iova || iova < viommu->input_start ||
 	    last > viommu->input_end)
 		return -EINVAL;
+	if (viommu_engine_broken(eng))
+		return -EIO;
 	m = kzalloc(sizeof(*m), gfp);
 	if (!m)
 		return -ENOMEM;
@@ -240,9 +248,8 @@ static size_t viommu_unmap_pages(struct iommu_domain *domain,
 	end = max(end, last);
 	if (live) {
 		if (viommu_queue_unmap(eng, vdom->id, iova, end, deferred))
-			dev_err_ratelimited(eng->dev,
-					    "cannot queue UNMAP 0x%lx-0x%llx\n",
-					    iova, end);
+			/* Done all the same: the device was reset. */
+			viommu_engine_break(eng, "UNMAP not queued");
 		else if (!deferred && iommu_iotlb_gather_queued(gather))
 			/* Untrusted endpoint in a lazy domain: never defer. */
 			viommu_sync(eng, VIOMMU_CAUSE_SYNC);

@@ -368,6 +368,12 @@ out:
 	return ret;
 }
 
+/*
+ * The core cannot fall back when the blocked domain fails to attach (VFIO's
+ * ownership claims fail, must-succeed paths warn), so this does not fail:
+ * when the ATTACH fails, the device is declared broken, which resets it so
+ * that no endpoint reaches memory, this one included.
+ */
 int viommu_attach_blocked(struct iommu_domain *domain, struct device *dev)
 {
 	struct viommu_endpoint *ep = dev_iommu_priv_get(dev);
@@ -382,9 +388,10 @@ int viommu_attach_blocked(struct iommu_domain *domain, struct device *dev)
 		goto out;
 	}
 	/* An empty domain that never gets mappings blocks all DMA. */
-	ret = viommu_send_ep(ep, VIRTIO_IOMMU_T_ATTACH, viommu->blocking_id, 0);
-	if (ret)
-		goto out;
+	if (!viommu_engine_broken(&viommu->engine) &&
+	    viommu_send_ep(ep, VIRTIO_IOMMU_T_ATTACH, viommu->blocking_id, 0))
+		viommu_engine_break(&viommu->engine,
+				    "ATTACH to the blocking domain failed");
 	viommu_leave_locked(ep);
 	viommu->blocking_users++;
 	ep->attached = VIOMMU_ATTACHED_BLOCKED;
@@ -483,7 +490,12 @@ void viommu_get_resv_regions(struct device *dev, struct list_head *head)
 	bool has_msi = false;
 
 	list_for_each_entry(resv, &ep->resv_regions, list) {
-		size_t len = resv->last - resv->start + 1;
+		/*
+		 * The length of [0, U64_MAX] does not fit: one byte short, the
+		 * region still covers every page.
+		 */
+		size_t len = resv->last - resv->start >= SIZE_MAX ? SIZE_MAX :
+			     resv->last - resv->start + 1;
 
 		if (resv->subtype == VIRTIO_IOMMU_RESV_MEM_T_MSI) {
 			has_msi = true;
@@ -512,8 +524,9 @@ void viommu_get_resv_regions(struct device *dev, struct list_head *head)
  * viommu_def_domain_type() - iommu_ops.def_domain_type
  * @dev: the endpoint's device
  *
- * Return: IOMMU_DOMAIN_DMA when the device cannot provide identity
- * domains, 0 (no preference) otherwise.
+ * Return: IOMMU_DOMAIN_DMA when the kernel's default is passthrough but
+ * the device cannot provide identity domains, 0 (no preference, the
+ * kernel's strict or lazy default applies) otherwise.
  */
 int viommu_def_domain_type(struct device *dev)
 {
@@ -521,7 +534,7 @@ int viommu_def_domain_type(struct device *dev)
 	struct viommu_dev *viommu = ep->viommu;
 
 	if ((viommu->has_bypass_config && viommu->identity_id) ||
-	    viommu->has_legacy_bypass)
+	    viommu->has_legacy_bypass || !iommu_default_passthrough())
 		return 0;
 	return IOMMU_DOMAIN_DMA;
 }

@@ -199,6 +199,11 @@ static int viommu_probe(struct virtio_device *vdev)
 	unsigned int nr_slots;
 	int ret;
 
+	/* The request layouts are those of virtio 1.0 and later. */
+	if (!virtio_has_feature(vdev, VIRTIO_F_VERSION_1)) {
+		dev_err(&vdev->dev, "device does not offer VIRTIO_F_VERSION_1\n");
+		return -ENODEV;
+	}
 	if (!virtio_has_feature(vdev, VIRTIO_IOMMU_F_MAP_UNMAP)) {
 		dev_err(&vdev->dev, "device does not offer MAP/UNMAP requests\n");
 		return -ENODEV;
@@ -279,6 +284,7 @@ static void viommu_remove(struct virtio_device *vdev)
 	viommu_unregister_instance(viommu);
 
 	/* Stop the device before freeing the buffers it may still own. */
+	viommu_engine_stop(&viommu->engine);
 	virtio_reset_device(vdev);
 	viommu_engine_destroy(&viommu->engine);
 	vdev->config->del_vqs(vdev);
@@ -296,10 +302,17 @@ static void viommu_remove(struct virtio_device *vdev)
  * from then on the threshold tells the driver that no notification is
  * needed, stalling the queue. Without the feature the driver notifies
  * unless the device sets VRING_USED_F_NO_NOTIFY.
+ *
+ * Do not accept the legacy VIRTIO_IOMMU_F_BYPASS when BYPASS_CONFIG is
+ * offered: with it, every unattached endpoint would bypass the IOMMU
+ * whatever the bypass field says, which BYPASS_CONFIG replaces. The KUnit
+ * suites call it through viommu_driver.
  */
 static int viommu_validate(struct virtio_device *vdev)
 {
 	__virtio_clear_bit(vdev, VIRTIO_RING_F_EVENT_IDX);
+	if (virtio_has_feature(vdev, VIRTIO_IOMMU_F_BYPASS_CONFIG))
+		__virtio_clear_bit(vdev, VIRTIO_IOMMU_F_BYPASS);
 	return 0;
 }
 

@@ -18,6 +18,15 @@
  * later MAPs, and the longer they wait the more of them merge into one
  * request. Then they ride along with the map sync, which saves a kick.
  *
+ * A device that does not complete a request within the bounded wait, or
+ * that does not apply an UNMAP, is declared broken (once: one log line and
+ * the device_broken counter). From then on nothing is sent to it, every
+ * request fails with -EIO, and the queue's block operation resets it so
+ * that no endpoint can reach memory. Whoever returns an error because the
+ * device is broken first waits for that reset (see viommu_wait_blocked()),
+ * so that a failed unmap or sync never hands back memory that the device
+ * can still reach.
+ *
  * The engine lock is only held to manipulate the lists and the queue. A CPU
  * notifies the device and polls for completions with the lock released, so
  * that other CPUs can keep queueing and reaping while the device works.
@@ -32,6 +41,7 @@
 #include <linux/ratelimit.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
+#include <linux/workqueue.h>
 
 #include "viommu.h"
 
@@ -136,6 +146,92 @@ static enum viommu_stat viommu_type_stat(u8 type)
 	}
 }
 
+static void viommu_block_work_fn(struct work_struct *work)
+{
+	struct viommu_engine *eng = container_of(work, struct viommu_engine,
+						 block_work);
+
+	if (eng->ops->block)
+		eng->ops->block(eng->queue);
+	/* Pairs with viommu_wait_blocked(): the reset is done before. */
+	smp_store_release(&eng->blocked, true);
+}
+
+/*
+ * Declare the device broken, once. The reset runs from a workqueue: the
+ * transports' reset sleeps, and this may be called with interrupts off.
+ */
+static void viommu_break_locked(struct viommu_engine *eng, const char *why)
+{
+	if (eng->broken)
+		return;
+	WRITE_ONCE(eng->broken, true);
+	viommu_stat_add(eng, VIOMMU_STAT_DEVICE_BROKEN, 1);
+	dev_err(eng->dev,
+		"%s: device declared broken; it is reset so that no endpoint reaches memory, and map and attach fail from now on\n",
+		why);
+	queue_work(system_unbound_wq, &eng->block_work);
+}
+
+/*
+ * Return once a broken device can no longer reach memory. A caller that
+ * cannot sleep spins, bounded, while another CPU runs the reset; on a
+ * single CPU with preemption off it cannot run, and the caller goes on
+ * after VIOMMU_BLOCK_WAIT_MS with a log line.
+ */
+static void viommu_wait_blocked(struct viommu_engine *eng)
+{
+	ktime_t deadline;
+
+	/* Pairs with viommu_block_work_fn(). */
+	if (!READ_ONCE(eng->broken) || smp_load_acquire(&eng->blocked))
+		return;
+	if (preemptible()) {
+		flush_work(&eng->block_work);
+		return;
+	}
+	deadline = ktime_add_ms(ktime_get(), VIOMMU_BLOCK_WAIT_MS);
+	while (!smp_load_acquire(&eng->blocked)) {	/* as above */
+		if (ktime_after(ktime_get(), deadline)) {
+			dev_err_ratelimited(eng->dev,
+					    "reset of the broken device still pending\n");
+			return;
+		}
+		cpu_relax();
+	}
+}
+
+/**
+ * viommu_engine_broken() - whether the device was declared broken
+ * @eng: the engine
+ *
+ * Return: true once the device stopped answering or did not apply an
+ * UNMAP; nothing is sent to it any more.
+ */
+bool viommu_engine_broken(struct viommu_engine *eng)
+{
+	return READ_ONCE(eng->broken);
+}
+
+/**
+ * viommu_engine_break() - declare the device broken and wait for its reset
+ * @eng: the engine
+ * @why: reason for the log line (the first reason only is logged)
+ *
+ * For failures the engine cannot see by itself (a request that could not
+ * be queued, a blocking ATTACH that failed). Returns once no endpoint can
+ * reach memory, within the bound of viommu_wait_blocked().
+ */
+void viommu_engine_break(struct viommu_engine *eng, const char *why)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	viommu_break_locked(eng, why);
+	spin_unlock_irqrestore(&eng->lock, flags);
+	viommu_wait_blocked(eng);
+}
+
 static inline void *viommu_req_data(struct viommu_req *req)
 {
 	return req->ext ? req->ext : (void *)&req->buf;
@@ -187,6 +283,12 @@ static void viommu_complete_locked(struct viommu_engine *eng,
 	}
 	if (!req->err)
 		return;
+	/*
+	 * The ranges would stay mapped while their memory is reused. NOENT
+	 * means that the domain, mappings included, no longer exists.
+	 */
+	if (type == VIRTIO_IOMMU_T_UNMAP && req->err != -ENOENT)
+		viommu_break_locked(eng, "UNMAP not applied");
 	if (type == VIRTIO_IOMMU_T_MAP && req->vdomain)
 		viommu_record_map_failure(req->vdomain, req);
 	if (!req->waited || req->abandoned)
@@ -232,7 +334,7 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 		[VIOMMU_CAUSE_TIMER] = VIOMMU_STAT_DEFERRED_TIMER,
 		[VIOMMU_CAUSE_FULL] = VIOMMU_STAT_DEFERRED_FULL,
 		[VIOMMU_CAUSE_FLUSH] = VIOMMU_STAT_DEFERRED_FLUSH,
-		[VIOMMU_CAUSE_SYNC] = VIOMMU_STAT_DEFERRED_FLUSH,
+		[VIOMMU_CAUSE_SYNC] = VIOMMU_STAT_DEFERRED_SYNC,
 		[VIOMMU_CAUSE_MAP_SYNC] = VIOMMU_STAT_DEFERRED_MAP_SYNC,
 	};
 	bool keep_deferred = cause == VIOMMU_CAUSE_MAP_SYNC &&
@@ -271,6 +373,8 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 			viommu_stat_add(eng, VIOMMU_STAT_ERR_IOERR, 1);
 			if (req->vdomain)
 				viommu_record_map_failure(req->vdomain, req);
+			if (viommu_req_type(req) == VIRTIO_IOMMU_T_UNMAP)
+				viommu_break_locked(eng, "UNMAP not queued");
 			dev_err_ratelimited(eng->dev, "cannot queue request: %d\n",
 					    ret);
 		}
@@ -303,6 +407,8 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 {
 	unsigned int cpu;
 
+	if (eng->broken)
+		return;
 	if (!eng->ops->kick_prepare(eng->queue) && !eng->force_kick)
 		return;
 	eng->force_kick = false;
@@ -352,7 +458,8 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
  * otherwise leave them unnoticed until somebody else kicks; the extra
  * notification costs nothing when the device is only slow.
  *
- * Returns 0, or -ETIMEDOUT after the engine's bounded wait.
+ * Returns 0, -ETIMEDOUT after the engine's bounded wait (the device is
+ * then declared broken), or -EIO as soon as the device is broken.
  */
 static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 			      bool (*done)(struct viommu_engine *eng,
@@ -366,6 +473,8 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 	viommu_reap_locked(eng);
 	if (done(eng, arg))
 		return 0;
+	if (eng->broken)
+		return -EIO;
 	now = ktime_get();
 	deadline = ktime_add_ns(now, eng->timeout_ns);
 	rekick = ktime_add_us(now, VIOMMU_REKICK_US);
@@ -385,11 +494,11 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 		viommu_reap_locked(eng);
 		if (done(eng, arg))
 			break;
+		if (eng->broken)
+			return -EIO;
 		if (ktime_after(now, deadline)) {
 			viommu_stat_add(eng, VIOMMU_STAT_ERR_TIMEOUT, 1);
-			dev_err_ratelimited(eng->dev,
-					    "device did not answer within %llu ms\n",
-					    div_u64(eng->timeout_ns, NSEC_PER_MSEC));
+			viommu_break_locked(eng, "did not answer within the bounded wait");
 			return -ETIMEDOUT;
 		}
 	}
@@ -446,6 +555,8 @@ static int viommu_submit_all_locked(struct viommu_engine *eng,
 {
 	int ret;
 
+	if (eng->broken)
+		return -EIO;
 	while (viommu_submit_locked(eng, cause)) {
 		viommu_kick_locked(eng, flags);
 		ret = viommu_poll_locked(eng, flags, viommu_has_room, NULL);
@@ -462,6 +573,8 @@ static struct viommu_req *viommu_get_slot_locked(struct viommu_engine *eng,
 	struct viommu_req *req;
 	int ret;
 
+	if (eng->broken)
+		return ERR_PTR(-EIO);
 	viommu_reap_locked(eng);
 	if (list_empty(&eng->free_list)) {
 		viommu_stat_add(eng, VIOMMU_STAT_QUEUE_FULL, 1);
@@ -506,9 +619,13 @@ static int viommu_sync_locked(struct viommu_engine *eng, unsigned long *flags,
 		return ret;
 	target = eng->submit_seq;
 	viommu_reap_locked(eng);
-	if (eng->done_seq >= target)
-		return 0;
-	return viommu_kick_and_wait_locked(eng, flags, viommu_seq_done, &target);
+	if (eng->done_seq < target)
+		ret = viommu_kick_and_wait_locked(eng, flags, viommu_seq_done,
+						  &target);
+	/* An UNMAP that completed in error broke the device. */
+	if (!ret && eng->broken)
+		ret = -EIO;
+	return ret;
 }
 
 /**
@@ -518,8 +635,10 @@ static int viommu_sync_locked(struct viommu_engine *eng, unsigned long *flags,
  *
  * Nothing is kicked when nothing is outstanding.
  *
- * Return: 0, or -ETIMEDOUT when the device did not complete the requests
- * within the bounded wait.
+ * Return: 0; -ETIMEDOUT when the device did not complete the requests
+ * within the bounded wait, or -EIO when it is broken: in both cases the
+ * device has been reset (within the bound of viommu_wait_blocked()), so
+ * that it no longer reaches any memory, before this returns.
  */
 int viommu_sync(struct viommu_engine *eng, enum viommu_submit_cause cause)
 {
@@ -529,6 +648,8 @@ int viommu_sync(struct viommu_engine *eng, enum viommu_submit_cause cause)
 	spin_lock_irqsave(&eng->lock, flags);
 	ret = viommu_sync_locked(eng, &flags, cause);
 	spin_unlock_irqrestore(&eng->lock, flags);
+	if (ret)
+		viommu_wait_blocked(eng);
 	return ret;
 }
 
@@ -648,6 +769,15 @@ err_props:
 	return ret;
 }
 
+/*
+ * @start follows @last directly. Nothing follows U64_MAX: the address space
+ * does not wrap, and a merge across its end would cover all of it.
+ */
+static bool viommu_adjacent(u64 last, u64 start)
+{
+	return last != U64_MAX && last + 1 == start;
+}
+
 /* The calling context, so that merging stays within one mapping call. */
 static unsigned long viommu_caller_token(void)
 {
@@ -703,7 +833,8 @@ static void viommu_check_deferred_conflict(struct viommu_engine *eng,
  *	a replay of existing mappings); otherwise set when the range was
  *	appended to the previous pending MAP of the same caller instead of
  *	taking a request of its own
- * @nowait: return -EAGAIN instead of waiting when no request slot is free
+ * @nowait: return -EAGAIN instead of waiting when no request slot is free,
+ *	and never submit early (which may wait for room in the queue)
  *
  * The request reaches the device at the next sync. A failure is recorded in
  * the domain and reported by viommu_domain_collect_failures().
@@ -722,6 +853,10 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	u64 size;
 
 	spin_lock_irqsave(&eng->lock, irqflags);
+	if (eng->broken) {
+		spin_unlock_irqrestore(&eng->lock, irqflags);
+		return -EIO;
+	}
 	viommu_check_deferred_conflict(eng, vdom->id, iova, last);
 	req = list_empty(&eng->pending) ? NULL :
 	      list_last_entry(&eng->pending, struct viommu_req, node);
@@ -732,7 +867,7 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	    req->owner == token) {
 		map = &req->buf.map;
 		size = le64_to_cpu(map->virt_end) - le64_to_cpu(map->virt_start) + 1;
-		if (le64_to_cpu(map->virt_end) + 1 == iova &&
+		if (viommu_adjacent(le64_to_cpu(map->virt_end), iova) &&
 		    le64_to_cpu(map->phys_start) + size == paddr &&
 		    le32_to_cpu(map->flags) == flags) {
 			map->virt_end = cpu_to_le64(last);
@@ -767,7 +902,12 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	req->vdomain = vdom;
 	req->owner = token;
 	viommu_append_locked(eng, req);
-	viommu_limit_pending_locked(eng, &irqflags);
+	/*
+	 * A caller that cannot wait (replay, under its map_lock with
+	 * interrupts off) syncs by itself once the pool runs out.
+	 */
+	if (!nowait)
+		viommu_limit_pending_locked(eng, &irqflags);
 	spin_unlock_irqrestore(&eng->lock, irqflags);
 	return 0;
 }
@@ -799,8 +939,8 @@ static struct viommu_req *viommu_find_unmap_merge(struct viommu_engine *eng,
 		if (req->deferred != deferred)
 			continue;
 		unmap = &req->buf.unmap;
-		if (le64_to_cpu(unmap->virt_end) + 1 == iova ||
-		    last + 1 == le64_to_cpu(unmap->virt_start))
+		if (viommu_adjacent(le64_to_cpu(unmap->virt_end), iova) ||
+		    viommu_adjacent(last, le64_to_cpu(unmap->virt_start)))
 			return req;
 	}
 	return NULL;
@@ -826,7 +966,9 @@ static void viommu_arm_timer_locked(struct viommu_engine *eng,
  *
  * An UNMAP exactly adjacent to a pending one of the same domain extends it.
  *
- * Return: 0, or a negative errno when no request slot could be obtained.
+ * Return: 0, or a negative errno when no request slot could be obtained
+ * within the bounded wait: the device is then broken and has been reset
+ * (within the bound of viommu_wait_blocked()) before this returns.
  */
 int viommu_queue_unmap(struct viommu_engine *eng, u32 domain_id, u64 iova,
 		       u64 last, bool deferred)
@@ -848,7 +990,9 @@ int viommu_queue_unmap(struct viommu_engine *eng, u32 domain_id, u64 iova,
 	} else {
 		req = viommu_get_slot_locked(eng, &flags);
 		if (IS_ERR(req)) {
+			viommu_break_locked(eng, "no request slot for an UNMAP");
 			spin_unlock_irqrestore(&eng->lock, flags);
+			viommu_wait_blocked(eng);
 			return PTR_ERR(req);
 		}
 		unmap = &req->buf.unmap;
@@ -1046,7 +1190,20 @@ int viommu_engine_init(struct viommu_engine *eng, struct device *dev,
 		list_add_tail(&eng->slots[i].node, &eng->free_list);
 	viommu_hrtimer_setup(&eng->flush_timer, viommu_flush_timer_fn,
 			     CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
+	INIT_WORK(&eng->block_work, viommu_block_work_fn);
 	return 0;
+}
+
+/**
+ * viommu_engine_stop() - wait for a pending reset of a broken device
+ * @eng: the engine
+ *
+ * Call before resetting the device for removal, so that the reset of a
+ * device declared broken does not run after it.
+ */
+void viommu_engine_stop(struct viommu_engine *eng)
+{
+	flush_work(&eng->block_work);
 }
 
 /**
@@ -1059,6 +1216,7 @@ void viommu_engine_destroy(struct viommu_engine *eng)
 {
 	struct viommu_req *req, *next;
 
+	cancel_work_sync(&eng->block_work);
 	hrtimer_cancel(&eng->flush_timer);
 	list_for_each_entry_safe(req, next, &eng->pending, node)
 		kfree(req->ext);

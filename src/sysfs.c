@@ -240,6 +240,8 @@ static VIOMMU_STAT_ATTR(err_timeout, VIOMMU_STAT_ERR_TIMEOUT);
 static VIOMMU_STAT_ATTR(faults, VIOMMU_STAT_FAULTS);
 static VIOMMU_STAT_ATTR(merged_maps, VIOMMU_STAT_MERGED_MAPS);
 static VIOMMU_STAT_ATTR(merged_unmaps, VIOMMU_STAT_MERGED_UNMAPS);
+static VIOMMU_STAT_ATTR(deferred_sync, VIOMMU_STAT_DEFERRED_SYNC);
+static VIOMMU_STAT_ATTR(device_broken, VIOMMU_STAT_DEVICE_BROKEN);
 
 static ssize_t max_batch_show(struct device *dev,
 			      struct device_attribute *attr, char *buf)
@@ -318,6 +320,8 @@ static struct attribute *viommu_fq_attrs[] = {
 	&viommu_stat_attr_faults.attr.attr,
 	&viommu_stat_attr_merged_maps.attr.attr,
 	&viommu_stat_attr_merged_unmaps.attr.attr,
+	&viommu_stat_attr_deferred_sync.attr.attr,
+	&viommu_stat_attr_device_broken.attr.attr,
 	&dev_attr_max_batch.attr,
 	&dev_attr_pending_unmaps.attr,
 	&dev_attr_oldest_pending_unmap_us.attr,

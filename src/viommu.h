@@ -24,6 +24,7 @@
 #include <linux/rbtree.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/workqueue.h>
 #include <uapi/linux/virtio_iommu.h>
 
 #include "compat.h"
@@ -48,6 +49,8 @@ struct virtqueue;
 /* Knob limits. */
 #define VIOMMU_FLUSH_TIMEOUT_MAX_MS	1000
 #define VIOMMU_FLUSH_TIMEOUT_DEFAULT_MS	10
+/* Longest wait, when the caller cannot sleep, for a broken device's reset. */
+#define VIOMMU_BLOCK_WAIT_MS		1000
 /* Failed MAP ranges remembered per domain until a map sync collects them. */
 #define VIOMMU_MAP_FAILURES		16
 
@@ -62,6 +65,10 @@ struct virtqueue;
  * @get_used: return the token of a completed request and the number of
  *	bytes the device wrote in @len, or NULL if none is completed.
  * @free_slots: number of requests that @add can still take.
+ * @block: make the device unable to translate for any endpoint, once it
+ *	has been declared broken: reset it so that no endpoint is attached,
+ *	with unattached endpoints denied access to memory. Called once, from
+ *	a workqueue (it may sleep), never with the engine lock held. Optional.
  *
  * The production implementation wraps a virtqueue (virtqueue.c); the KUnit
  * suites put a fake device behind the same operations.
@@ -73,6 +80,7 @@ struct viommu_queue_ops {
 	void (*notify)(void *queue);
 	void *(*get_used)(void *queue, unsigned int *len);
 	unsigned int (*free_slots)(void *queue);
+	void (*block)(void *queue);
 };
 
 extern const struct viommu_queue_ops viommu_virtqueue_ops;
@@ -109,6 +117,8 @@ enum viommu_stat {
 	VIOMMU_STAT_FAULTS,
 	VIOMMU_STAT_MERGED_MAPS,
 	VIOMMU_STAT_MERGED_UNMAPS,
+	VIOMMU_STAT_DEFERRED_SYNC,
+	VIOMMU_STAT_DEVICE_BROKEN,
 	VIOMMU_STAT_NR,
 };
 
@@ -199,6 +209,10 @@ struct viommu_knobs {
  * @flush_timer: submits deferred UNMAPs after flush_timeout_ms
  * @timeout_ns: bounded wait for a completion
  * @max_batch: largest number of requests submitted at once
+ * @broken: the device stopped answering, or did not apply an UNMAP; no
+ *	request is sent to it any more
+ * @blocked: @block_work has run: no endpoint can reach memory
+ * @block_work: runs the queue's block operation once the device is broken
  * @knobs: tunables, read with READ_ONCE()
  * @stats: per-CPU counters
  */
@@ -225,6 +239,9 @@ struct viommu_engine {
 	struct hrtimer			flush_timer;
 	u64				timeout_ns;
 	u64				max_batch;
+	bool				broken;
+	bool				blocked;
+	struct work_struct		block_work;
 	struct viommu_knobs		knobs;
 	struct viommu_stats __percpu	*stats;
 };
@@ -334,6 +351,9 @@ int viommu_engine_init(struct viommu_engine *eng, struct device *dev,
 		       const struct viommu_queue_ops *ops, void *queue,
 		       unsigned int nr_slots);
 void viommu_engine_destroy(struct viommu_engine *eng);
+void viommu_engine_stop(struct viommu_engine *eng);
+bool viommu_engine_broken(struct viommu_engine *eng);
+void viommu_engine_break(struct viommu_engine *eng, const char *why);
 int viommu_status_to_errno(u8 status);
 int viommu_send_sync(struct viommu_engine *eng, const void *req,
 		     size_t len);

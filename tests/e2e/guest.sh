@@ -174,7 +174,8 @@ KNOBS="shadow_on_flush flush_timeout_ms map_batching"
 COUNTERS="req_attach req_detach req_map req_unmap req_probe kicks sync_waits sync_wait_ns
 flushes deferred_timer deferred_full deferred_flush deferred_map_sync max_batch queue_full
 err_ioerr err_unsupp err_deverr err_inval err_range err_noent err_fault err_nomem
-err_nostatus err_timeout faults pending_unmaps oldest_pending_unmap_us merged_maps merged_unmaps"
+err_nostatus err_timeout faults pending_unmaps oldest_pending_unmap_us merged_maps merged_unmaps
+deferred_sync device_broken"
 
 knob_default() {
 	case $1 in
@@ -626,7 +627,7 @@ case_untrusted() {
 		--bs=4k --iodepth=16 --size=8M --output-format=terse >/dev/null 2>&1
 	_frc=$?
 	usleep 100000
-	_def=$(($(cnt deferred_timer) + $(cnt deferred_full) + $(cnt deferred_flush) + $(cnt deferred_map_sync)))
+	_def=$(($(cnt deferred_timer) + $(cnt deferred_full) + $(cnt deferred_flush) + $(cnt deferred_map_sync) + $(cnt deferred_sync)))
 	_d="fio rc=$_frc on $_ed (type $(group_type "$_g")): req_unmap=$(cnt req_unmap) deferred submissions=$_def pending=$(cnt pending_unmaps)"
 	if [ $_frc -eq 0 ] && [ "$(cnt req_unmap)" -gt 0 ] && [ $_def -eq 0 ] && [ "$(cnt pending_unmaps)" = 0 ]; then
 		result untrusted-no-deferral PASS "$_d"
