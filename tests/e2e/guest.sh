@@ -4,7 +4,7 @@
 #
 # Guest side of the end-to-end suite (busybox ash, run by /init as /test.sh).
 # Which boot this is comes from the kernel command line (see run.sh):
-#   viommu_role      main | shutdown | unload
+#   viommu_role      main | shutdown | unload | untrusted | tool | knobs
 #   viommu_order     before | after   (virtio_iommu loaded before or after
 #                                      the nvme and virtio_blk drivers)
 #   viommu_shutdown  poweroff | reboot (how this boot ends; the host times it)
@@ -663,6 +663,13 @@ untrusted)
 			result "$_c" SKIP "in-tree run: no counters"
 		done
 	fi
+	case_dmesg
+	;;
+tool)
+	# The viommu-fq command (guest-tool.sh).
+	# shellcheck source=guest-tool.sh
+	. /lib/viommu/guest-tool.sh
+	tool_boot
 	case_dmesg
 	;;
 knobs)
