@@ -429,7 +429,7 @@ case_refuse_mounted() {
 		result tool-refuse-mounted FAIL "cannot load ext4"
 		return
 	fi
-	mke2fs -q "/dev/$VDISK" >/tmp/mkfs.log 2>&1
+	mke2fs "/dev/$VDISK" >/tmp/mkfs.log 2>&1
 	mkdir -p /mnt
 	if ! mount -t ext4 "/dev/$VDISK" /mnt 2>/tmp/mount.log; then
 		result tool-refuse-mounted FAIL "mount failed: $(cat /tmp/mkfs.log /tmp/mount.log | tr '\n' ' ')"
