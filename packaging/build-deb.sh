@@ -54,6 +54,9 @@ for f in "$tree"/src/*.c "$tree"/src/*.h "$tree"/src/*.sh; do
 	cp -p "$f" "$src/src/"
 done
 cp "$tree/packaging/dkms/kernel-check.sh" "$src/packaging/dkms/"
+# The viommu-fq command and its man page (/usr/sbin, section 8).
+mkdir -p "$src/tools"
+cp -p "$tree/tools/viommu-fq" "$tree/tools/viommu-fq.8" "$src/tools/"
 cp -a "$here/deb" "$src/debian"
 
 # Maintainer scripts: paste the shared boot guard into the templates.

@@ -45,6 +45,8 @@ for f in "$tree"/src/*.c "$tree"/src/*.h "$tree"/src/*.sh; do
 done
 cp "$tree/packaging/dkms/kernel-check.sh" "$stage/packaging/dkms/"
 cp "$here/rpm/90-virtio-iommu-fq.conf" "$stage/packaging/rpm/"
+mkdir -p "$stage/tools"
+cp -p "$tree/tools/viommu-fq" "$tree/tools/viommu-fq.8" "$stage/tools/"
 mkdir -p "$stage/docs"
 cp "$tree/docs/INSTALL.md" "$stage/docs/"
 tar -C "$top/stage" --sort=name --owner=0 --group=0 --numeric-owner \

@@ -4,8 +4,8 @@
 #
 # Guest side of the end-to-end suite (busybox ash, run by /init as /test.sh).
 # Which boot this is comes from the kernel command line (see run.sh):
-#   viommu_role      main | shutdown | unload | untrusted | lifecycle
-#                    (lifecycle: guest-lifecycle.sh)
+#   viommu_role      main | shutdown | unload | untrusted | lifecycle | tool |
+#                    knobs (lifecycle: guest-lifecycle.sh, tool: guest-tool.sh)
 #   viommu_order     before | after   (virtio_iommu loaded before or after
 #                                      the nvme and virtio_blk drivers)
 #   viommu_shutdown  poweroff | reboot (how this boot ends; the host times it)
@@ -670,6 +670,13 @@ untrusted)
 			result "$_c" SKIP "in-tree run: no counters"
 		done
 	fi
+	case_dmesg
+	;;
+tool)
+	# The viommu-fq command (guest-tool.sh).
+	# shellcheck source=guest-tool.sh
+	. /lib/viommu/guest-tool.sh
+	tool_boot
 	case_dmesg
 	;;
 knobs)

@@ -11,7 +11,7 @@
 # virtio_iommu instead of ours (a self-test of the harness; the cases about
 # our module are reported as SKIP). --boots runs only some boots (comma
 # separated: main,after-reboot,before-reboot,after-poweroff,unload,
-# untrusted,lifecycle).
+# untrusted,lifecycle,tool).
 #
 # Per kernel it prints one line per case ("PASS|FAIL|SKIP <kver> <boot>/<case>
 # <detail>"), then `SUITE e2e-<kver>: N passed, N failed, N skipped`; the exit
@@ -24,7 +24,7 @@ TOP=$(cd "$(dirname "$0")/../.." && pwd)
 . "$TOP/tests/lib/vm.sh"
 
 MOD=ours
-BOOTS=main,after-reboot,before-reboot,after-poweroff,unload,untrusted,lifecycle
+BOOTS=main,after-reboot,before-reboot,after-poweroff,unload,untrusted,lifecycle,tool
 KERNELS=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -49,6 +49,7 @@ boot_spec() {
 	untrusted) echo "untrusted before poweroff" ;;
 	knobs) echo "knobs before poweroff" ;;
 	lifecycle) echo "lifecycle before poweroff" ;;
+	tool) echo "tool before poweroff" ;;
 	*) die "unknown boot '$1'" ;;
 	esac
 }
@@ -123,7 +124,10 @@ run_kernel() {
 	fi
 	extra+=("$TOP/tests/e2e/guest-lifecycle.sh:lib/viommu/guest-lifecycle.sh")
 	initrd=$out/initrd.img
-	if ! (viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/tests/e2e/guest.sh" "${extra[@]}"); then
+	# The viommu-fq cases (boot "tool"); ext4 for a mounted filesystem.
+	extra+=("$TOP/tests/e2e/guest-tool.sh:lib/viommu/guest-tool.sh")
+	if ! (VIOMMU_GUEST_MODULES="$VIOMMU_GUEST_MODULES ext4" \
+		viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/tests/e2e/guest.sh" "${extra[@]}"); then
 		echo "FAIL $kver building the initramfs failed"
 		echo "SUITE e2e-$kver: 0 passed, 1 failed, 0 skipped"
 		return 1
@@ -192,6 +196,7 @@ run_kernel() {
 				echo "FAIL $kver $b/$shut-$order the guest never reached its shutdown"
 			fi
 			grep '^METRIC ' "$out/$b/results.log" | sed "s|^METRIC |METRIC $kver $b/|" || true
+			grep '^FIGURE ' "$out/$b/results.log" | sed "s|^FIGURE |FIGURE $kver $b/|" || true
 		} | tee -a "$results"
 		rm -f "$out/$b/lc.img"
 	done

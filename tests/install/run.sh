@@ -176,7 +176,8 @@ if [ -n "$deb" ]; then
 	sed 's/^/    /' "$WORK/deb-files.txt"
 	src=/usr/src/$MODNAME-$VERSION
 	want=("$src/dkms.conf" "$src/VERSION" "$src/src/Kbuild" "$src/packaging/dkms/kernel-check.sh"
-		"/usr/share/initramfs-tools/hooks/$PKG" "/usr/share/doc/$PKG/copyright")
+		"/usr/share/initramfs-tools/hooks/$PKG" "/usr/share/doc/$PKG/copyright"
+		/usr/sbin/viommu-fq /usr/share/man/man8/viommu-fq.8.gz)
 	for f in "$TOP"/src/*.c "$TOP"/src/*.h "$TOP"/src/*.sh; do
 		case $f in *.mod.c | */\*.*) continue ;; esac
 		want+=("$src/src/${f##*/}")
@@ -227,7 +228,10 @@ if [ -n "$rpmf" ]; then
 		"$src/packaging/dkms/kernel-check.sh" /usr/lib/dracut/dracut.conf.d/90-virtio-iommu-fq.conf; do
 		grep -qxF "$f" "$WORK/rpm-files.txt" || missing+=("$f")
 	done
-	check rpm-files "dkms tree and dracut conf present${missing[*]:+; missing: ${missing[*]}}" \
+	grep -qE '^/usr/share/man/man8/viommu-fq\.8(\.gz|\.xz|\.bz2)?$' "$WORK/rpm-files.txt" ||
+		missing+=(/usr/share/man/man8/viommu-fq.8)
+	grep -qxF /usr/sbin/viommu-fq "$WORK/rpm-files.txt" || missing+=(/usr/sbin/viommu-fq)
+	check rpm-files "dkms tree, dracut conf, viommu-fq and its man page present${missing[*]:+; missing: ${missing[*]}}" \
 		test ${#missing[@]} -eq 0
 	rm -rf "$WORK/rpm-x" && mkdir -p "$WORK/rpm-x"
 	(cd "$WORK/rpm-x" && rpm2cpio "$rpmf" | cpio -idm --quiet)
@@ -494,6 +498,16 @@ dkms_st=$(dkms status "$MODNAME" 2>/dev/null | grep -v readelf || true)
 echo "  dkms status: $dkms_st"
 check dkms-installed "$(grep "$KVER" <<<"$dkms_st" || echo "not installed for $KVER")" \
 	grep -q "$MODNAME/$VERSION, $KVER, x86_64: installed" <<<"$dkms_st"
+# viommu-fq: installed, runs, has its man page; this host has no
+# virtio-iommu, so status must say so and fail.
+vh_rc=0
+vh=$(/usr/sbin/viommu-fq --help 2>&1) || vh_rc=$?
+vs_rc=0
+vs=$(/usr/sbin/viommu-fq status 2>&1) || vs_rc=$?
+vm=$(man -w viommu-fq 2>/dev/null || true)
+check tool-installed "/usr/sbin/viommu-fq $(stat -c %A /usr/sbin/viommu-fq 2>/dev/null): --help exit $vh_rc ($(head -n1 <<<"$vh")); status exit $vs_rc ($vs); man -w: ${vm:-none}" \
+	bash -c "[ -x /usr/sbin/viommu-fq ] && [ $vh_rc = 0 ] && grep -q '^Usage: viommu-fq status' <<<'$vh' &&
+		[ $vs_rc = 1 ] && grep -q 'no virtio-iommu-fq instance' <<<'$vs' && [ -n '$vm' ]"
 mi=$(modinfo -k "$KVER" virtio_iommu 2>&1 || true)
 grep -E '^(filename|version|description|srcversion|vermagic|signer|sig_key|sig_hashalgo):' <<<"$mi" | sed 's/^/  modinfo: /'
 fname=$(modinfo -k "$KVER" -F filename virtio_iommu 2>/dev/null || true)

@@ -18,6 +18,7 @@
 #                kernel and module list.
 #   3. payload   /init (lib/guest-init.sh), the test library
 #                (lib/guest-lib.sh), the suite's guest script as /test.sh,
+#                the viommu-fq command (tools/) as /usr/sbin/viommu-fq,
 #                and optional extra files such as our virtio-iommu.ko.
 #                Small; rebuilt every time.
 #
@@ -150,6 +151,7 @@ viommu_initramfs_payload() {
 	install -m 0755 "$VIOMMU_TESTLIB/guest-init.sh" "$tmp/init"
 	install -D -m 0644 "$VIOMMU_TESTLIB/guest-lib.sh" "$tmp/lib/viommu/guest-lib.sh"
 	install -m 0755 "$script" "$tmp/test.sh"
+	install -D -m 0755 "$VIOMMU_TESTLIB/../../tools/viommu-fq" "$tmp/usr/sbin/viommu-fq"
 	for spec in "$@"; do
 		[ -f "${spec%%:*}" ] || die "payload file ${spec%%:*} not found"
 		if [ -x "${spec%%:*}" ]; then
