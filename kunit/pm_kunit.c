@@ -99,7 +99,8 @@ static struct pm_queue *pm_new_queue(struct pm_state *st)
 	struct pm_queue *q;
 
 	KUNIT_ASSERT_LT(test, st->nr_queues, PM_MAX_QUEUES);
-	q = kunit_kzalloc(test, sizeof(*q), GFP_KERNEL);
+	/* Freed by pm_state_clear(), after the environment's teardown. */
+	q = kzalloc(sizeof(*q), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, q);
 	q->fake = st->env->fake;
 	atomic_set(&q->used_after_free, 0);
@@ -169,20 +170,30 @@ static const struct viommu_pm_ops pm_transport = {
 
 static void pm_state_clear(void *data)
 {
+	struct pm_state *st = data;
+	unsigned int i;
+
+	for (i = 0; i < st->nr_queues; i++)
+		kfree(st->queues[i]);
 	pm_cur = NULL;
 }
 
 /* The default environment, its engine on a first queue generation. */
 static struct vfake_env *pm_env(struct kunit *test)
 {
-	struct vfake_env *env = vfake_env_default(test);
+	struct vfake_env *env;
 	struct pm_state *st;
 
+	/*
+	 * Registered before the environment, so run after its teardown,
+	 * which still sends requests through the last queue.
+	 */
 	st = kunit_kzalloc(test, sizeof(*st), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, st);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, pm_state_clear, st), 0);
+	env = vfake_env_default(test);
 	st->env = env;
 	pm_cur = st;
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, pm_state_clear, st), 0);
 	/* The engine is idle: give it the first generation. */
 	env->viommu->engine.ops = &pm_queue_ops;
 	env->viommu->engine.queue = pm_new_queue(st);
