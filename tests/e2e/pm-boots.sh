@@ -24,6 +24,7 @@
 PM_QEMU_ARGS=(-global ICH9-LPC.disable_s3=0)
 PM_INTREE_TIMEOUT=${PM_INTREE_TIMEOUT:-180}
 PM_CYCLES=${PM_CYCLES:-5}
+PM_SHUTDOWN_CAP=${PM_SHUTDOWN_CAP:-15}
 
 # pm_initrd OUT TREE KVER [SRC:DST]...: the PM initramfs (guest-pm.sh).
 pm_initrd() {
@@ -70,8 +71,18 @@ pm_boot() {
 	case $b in
 	suspend)
 		log "$kver: boot 'suspend' ($PM_CYCLES S3 cycles, $MOD driver)"
-		VM_TIMEOUT=$timeout viommu_vm_run "$dir" "$kernel" "$initrd" "$append" -- "${PM_QEMU_ARGS[@]}" || ok=0
+		# After S3 cycles the guest's ACPI poweroff has been seen not to end
+		# QEMU (6.12, QEMU 7.2); the poweroff is a figure here, not a case.
+		VM_SHUTDOWN_CAP=$PM_SHUTDOWN_CAP VM_TIMEOUT=$timeout \
+			viommu_vm_run "$dir" "$kernel" "$initrd" "$append" -- "${PM_QEMU_ARGS[@]}" || ok=0
 		_pm_results "$kver" "$b" "$dir" $ok
+		if grep -q '^SHUTDOWN ' "$dir/results.log"; then
+			echo "FIGURE $kver $b/poweroff-after-s3 $MOD driver: $(if [ -n "$VM_SHUTDOWN_S" ]; then
+				echo "QEMU exited ${VM_SHUTDOWN_S}s after 'poweroff -f'"
+			else
+				echo "QEMU still running ${PM_SHUTDOWN_CAP}s after 'poweroff -f' ('reboot: Power down' $(grep -q 'reboot: Power down' "$dir/console.log" && echo seen || echo 'not seen')): ended"
+			fi)"
+		fi
 		;;
 	hibernate)
 		append+=" resume=/dev/vda"
