@@ -218,6 +218,9 @@ struct iommu_device *viommu_probe_device(struct device *dev)
 		dev->iommu->shadow_on_flush =
 			READ_ONCE(viommu->engine.knobs.shadow_on_flush);
 	dev_iommu_priv_set(dev, ep);
+	mutex_lock(&viommu->attach_lock);
+	hlist_add_head(&ep->node, &viommu->endpoints);
+	mutex_unlock(&viommu->attach_lock);
 	return &viommu->iommu;
 }
 
@@ -453,6 +456,7 @@ void viommu_release_device(struct device *dev)
 			dev_warn(dev, "DETACH failed: %d\n", ret);
 	}
 	viommu_leave_locked(ep);
+	hlist_del_init(&ep->node);
 	mutex_unlock(&viommu->attach_lock);
 	/*
 	 * device_del() purges every link of a device being deleted before the

@@ -174,7 +174,8 @@ void viommu_reserve_domain_ids(struct viommu_dev *viommu)
 		viommu->blocking_id = id;
 }
 
-static int viommu_init_vqs(struct viommu_dev *viommu)
+/* Not static: restore after a device reset creates the queues again. */
+int viommu_init_vqs(struct viommu_dev *viommu)
 {
 	struct virtqueue_info vqs_info[] = {
 		{ "request" },
@@ -348,6 +349,8 @@ struct virtio_driver viommu_driver = {
 	.probe			= viommu_probe,
 	.remove			= viommu_remove,
 	.config_changed		= viommu_config_changed,
+	.freeze			= viommu_freeze,
+	.restore		= viommu_restore,
 };
 module_virtio_driver(viommu_driver);
 

@@ -302,6 +302,8 @@ static void viommu_reap_locked(struct viommu_engine *eng)
 	struct viommu_req *req;
 	unsigned int len;
 
+	if (eng->frozen)
+		return;
 	while ((req = eng->ops->get_used(eng->queue, &len)))
 		viommu_complete_locked(eng, req, len);
 
@@ -346,6 +348,8 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 	void *data;
 	int ret;
 
+	if (eng->frozen)
+		return 0;
 	list_for_each_entry_safe(req, next, &eng->pending, node) {
 		if (keep_deferred && req->deferred)
 			continue;
@@ -407,7 +411,7 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 {
 	unsigned int cpu;
 
-	if (eng->broken)
+	if (eng->broken || eng->frozen)
 		return;
 	if (!eng->ops->kick_prepare(eng->queue) && !eng->force_kick)
 		return;
@@ -459,7 +463,8 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
  * notification costs nothing when the device is only slow.
  *
  * Returns 0, -ETIMEDOUT after the engine's bounded wait (the device is
- * then declared broken), or -EIO as soon as the device is broken.
+ * then declared broken), -EIO as soon as the device is broken, or
+ * -EBUSY when the engine is frozen (pm.c) before @done.
  */
 static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 			      bool (*done)(struct viommu_engine *eng,
@@ -475,6 +480,8 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 		return 0;
 	if (eng->broken)
 		return -EIO;
+	if (eng->frozen)
+		return -EBUSY;
 	now = ktime_get();
 	deadline = ktime_add_ns(now, eng->timeout_ns);
 	rekick = ktime_add_us(now, VIOMMU_REKICK_US);
@@ -483,6 +490,7 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 		notify = ktime_after(now, rekick);
 		if (notify)
 			rekick = ktime_add_us(now, VIOMMU_REKICK_US);
+		eng->outside++;
 		spin_unlock_irqrestore(&eng->lock, *flags);
 		if (notify) {
 			eng->ops->notify(eng->queue);
@@ -491,11 +499,14 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 			cpu_relax();
 		}
 		spin_lock_irqsave(&eng->lock, *flags);
+		eng->outside--;
 		viommu_reap_locked(eng);
 		if (done(eng, arg))
 			break;
 		if (eng->broken)
 			return -EIO;
+		if (eng->frozen)
+			return -EBUSY;
 		if (ktime_after(now, deadline)) {
 			viommu_stat_add(eng, VIOMMU_STAT_ERR_TIMEOUT, 1);
 			viommu_break_locked(eng, "did not answer within the bounded wait");
@@ -512,7 +523,7 @@ static bool viommu_seq_done(struct viommu_engine *eng, const void *arg)
 
 static bool viommu_has_room(struct viommu_engine *eng, const void *arg)
 {
-	return eng->ops->free_slots(eng->queue) > 0;
+	return !eng->frozen && eng->ops->free_slots(eng->queue) > 0;
 }
 
 static bool viommu_slot_free(struct viommu_engine *eng, const void *arg)
@@ -1151,6 +1162,109 @@ static enum hrtimer_restart viommu_flush_timer_fn(struct hrtimer *timer)
 	viommu_reap_locked(eng);
 	spin_unlock_irqrestore(&eng->lock, flags);
 	return HRTIMER_NORESTART;
+}
+
+/*
+ * Drop the requests not handed to the device. Their effect is in the
+ * driver's records (mappings, attachments), which restore sends again; a
+ * caller still waiting for one gets -EBUSY and releases it.
+ */
+static void viommu_drop_pending_locked(struct viommu_engine *eng)
+{
+	struct viommu_req *req, *next;
+
+	list_for_each_entry_safe(req, next, &eng->pending, node) {
+		list_del_init(&req->node);
+		if (req->waited && !req->abandoned) {
+			req->done = true;
+			req->err = -EBUSY;
+		} else {
+			viommu_release_locked(eng, req);
+		}
+	}
+	eng->nr_pending = 0;
+	eng->nr_deferred = 0;
+	eng->deferred_conflict = false;
+}
+
+/**
+ * viommu_engine_freeze() - stop using the queue, before a device reset
+ * @eng: the engine, drained by the caller if the device still answers
+ *
+ * From now on nothing reaches the queue: requests queued meanwhile stay in
+ * the driver and are dropped by viommu_engine_thaw(), a wait for a request
+ * not yet completed ends with -EBUSY, a sync with nothing in flight
+ * returns 0. Requests not yet submitted are dropped. Knobs and counters
+ * are kept.
+ */
+void viommu_engine_freeze(struct viommu_engine *eng)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	eng->frozen = true;
+	viommu_drop_pending_locked(eng);
+	spin_unlock_irqrestore(&eng->lock, flags);
+	hrtimer_cancel(&eng->flush_timer);
+}
+
+/**
+ * viommu_engine_stopped() - the device was reset: forget what it held
+ * @eng: a frozen engine
+ *
+ * Requests in flight will never complete: those not completed yet end with
+ * -EBUSY. Returns once no CPU polls the queue with the engine lock
+ * released, so that the caller may free the queue. May sleep.
+ */
+void viommu_engine_stopped(struct viommu_engine *eng)
+{
+	struct viommu_req *req, *next;
+	unsigned long flags;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	WARN_ON(!eng->frozen);
+	list_for_each_entry_safe(req, next, &eng->inflight, node) {
+		list_del_init(&req->node);
+		if (!req->done) {
+			req->done = true;
+			req->err = -EBUSY;
+		}
+		if (!req->waited || req->abandoned)
+			viommu_release_locked(eng, req);
+	}
+	eng->done_seq = eng->submit_seq;
+	/*
+	 * Pollers see the engine frozen when they retake the lock and leave.
+	 * Sleep meanwhile: one of them may be a task preempted on this CPU.
+	 */
+	while (eng->outside || eng->kicking) {
+		spin_unlock_irqrestore(&eng->lock, flags);
+		usleep_range(10, 100);
+		spin_lock_irqsave(&eng->lock, flags);
+	}
+	spin_unlock_irqrestore(&eng->lock, flags);
+}
+
+/**
+ * viommu_engine_thaw() - use a new queue after a device reset
+ * @eng: a stopped engine
+ * @queue: the new argument of the engine's queue operations
+ *
+ * Requests queued while the engine was frozen are dropped, as by
+ * viommu_engine_freeze().
+ */
+void viommu_engine_thaw(struct viommu_engine *eng, void *queue)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&eng->lock, flags);
+	viommu_drop_pending_locked(eng);
+	WARN_ON(!list_empty(&eng->inflight));
+	eng->queue = queue;
+	eng->kick_again = false;
+	eng->force_kick = false;
+	eng->frozen = false;
+	spin_unlock_irqrestore(&eng->lock, flags);
 }
 
 /**

@@ -11,6 +11,7 @@
  *   event.c      event virtqueue and fault reports
  *   sysfs.c      knobs (module parameters and per-instance attributes)
  *                and counters
+ *   pm.c         suspend and hibernation: freeze and restore
  *   main.c       virtio driver: feature negotiation, config, iommu_ops
  */
 #ifndef VIOMMU_FQ_H
@@ -215,6 +216,10 @@ struct viommu_knobs {
  * @block_work: runs the queue's block operation once the device is broken
  * @knobs: tunables, read with READ_ONCE()
  * @stats: per-CPU counters
+ * @frozen: the device is being or has been reset for suspend (pm.c):
+ *	nothing touches the queue until viommu_engine_thaw()
+ * @outside: CPUs polling with the lock released, which may still use
+ *	the queue
  */
 struct viommu_engine {
 	spinlock_t			lock;	/* see above */
@@ -244,6 +249,8 @@ struct viommu_engine {
 	struct work_struct		block_work;
 	struct viommu_knobs		knobs;
 	struct viommu_stats __percpu	*stats;
+	bool				frozen;
+	unsigned int			outside;
 };
 
 /* One virtio-iommu instance. */
@@ -277,6 +284,8 @@ struct viommu_dev {
 	unsigned int			identity_users;
 	unsigned int			blocking_users;
 	struct mutex			attach_lock;	/* the above and attach */
+	/* Probed endpoints (under attach_lock), for restore after a reset. */
+	struct hlist_head		endpoints;
 };
 
 struct viommu_mapping {
@@ -344,6 +353,7 @@ struct viommu_endpoint {
 	struct list_head	resv_regions;
 	bool			linked;		/* made a device link */
 	bool			untrusted;
+	struct hlist_node	node;		/* in viommu->endpoints */
 };
 
 /* request.c */
@@ -377,6 +387,9 @@ void viommu_stat_add(struct viommu_engine *eng, enum viommu_stat stat,
 		     u64 val);
 u64 viommu_stat_read(struct viommu_engine *eng, enum viommu_stat stat);
 void viommu_stats_reset(struct viommu_engine *eng);
+void viommu_engine_freeze(struct viommu_engine *eng);
+void viommu_engine_stopped(struct viommu_engine *eng);
+void viommu_engine_thaw(struct viommu_engine *eng, void *queue);
 
 /* domain.c */
 extern const struct iommu_domain_ops viommu_paging_ops;
@@ -411,10 +424,37 @@ void viommu_knobs_defaults(struct viommu_knobs *knobs);
 int viommu_parse_knob(const char *buf, size_t count, unsigned int max,
 		      unsigned int *val);
 
+/* pm.c */
+
+/**
+ * struct viommu_pm_ops - what freeze and restore do to the transport
+ * @reset: reset the device: it stops using the queues and forgets every
+ *	domain, endpoint and mapping
+ * @del_queues: free the virtqueues (after @reset)
+ * @find_queues: create the virtqueues again; set *@queue to the argument
+ *	of the engine's queue operations
+ * @ready: tell the device that the driver is ready, refill the event queue
+ *
+ * The production implementation drives the virtio device; the KUnit suites
+ * put a fake device behind the same operations.
+ */
+struct viommu_pm_ops {
+	void (*reset)(struct viommu_dev *viommu);
+	void (*del_queues)(struct viommu_dev *viommu);
+	int (*find_queues)(struct viommu_dev *viommu, void **queue);
+	void (*ready)(struct viommu_dev *viommu);
+};
+
+int viommu_pm_freeze(struct viommu_dev *viommu, const struct viommu_pm_ops *ops);
+int viommu_pm_restore(struct viommu_dev *viommu, const struct viommu_pm_ops *ops);
+int viommu_freeze(struct virtio_device *vdev);
+int viommu_restore(struct virtio_device *vdev);
+
 /* main.c */
 extern const struct iommu_ops viommu_ops;
 extern struct virtio_driver viommu_driver;
 int viommu_read_config(struct viommu_dev *viommu);
 void viommu_reserve_domain_ids(struct viommu_dev *viommu);
+int viommu_init_vqs(struct viommu_dev *viommu);
 
 #endif /* VIOMMU_FQ_H */

@@ -9,9 +9,11 @@
 #
 # With no kernel named, both run. --intree boots the kernel's own
 # virtio_iommu instead of ours (a self-test of the harness; the cases about
-# our module are reported as SKIP). --boots runs only some boots (comma
-# separated: main,after-reboot,before-reboot,after-poweroff,unload,
-# untrusted,lifecycle,tool).
+# our module are reported as SKIP; the lifecycle, tool, suspend and
+# hibernation boots report FIGURE lines). --boots runs only some boots
+# (comma separated: main,after-reboot,before-reboot,after-poweroff,unload,
+# untrusted,lifecycle,tool,suspend,hibernate; see pm-boots.sh for the last
+# two).
 #
 # Per kernel it prints one line per case ("PASS|FAIL|SKIP <kver> <boot>/<case>
 # <detail>"), then `SUITE e2e-<kver>: N passed, N failed, N skipped`; the exit
@@ -22,16 +24,18 @@ TOP=$(cd "$(dirname "$0")/../.." && pwd)
 . "$TOP/tests/lib/initramfs.sh"
 # shellcheck source=../lib/vm.sh
 . "$TOP/tests/lib/vm.sh"
+# shellcheck source=pm-boots.sh
+. "$TOP/tests/e2e/pm-boots.sh"
 
 MOD=ours
-BOOTS=main,after-reboot,before-reboot,after-poweroff,unload,untrusted,lifecycle,tool
+BOOTS=main,after-reboot,before-reboot,after-poweroff,unload,untrusted,lifecycle,tool,suspend,hibernate
 KERNELS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--intree) MOD=intree ;;
 	--boots) BOOTS=$2; shift ;;
 	bookworm | sid) KERNELS+=("$1") ;;
-	-h | --help) sed -n '3,18p' "$0"; exit 0 ;;
+	-h | --help) sed -n '3,19p' "$0"; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 	shift
@@ -50,6 +54,7 @@ boot_spec() {
 	knobs) echo "knobs before poweroff" ;;
 	lifecycle) echo "lifecycle before poweroff" ;;
 	tool) echo "tool before poweroff" ;;
+	suspend | hibernate) echo "$1 before poweroff" ;; # pm-boots.sh
 	*) die "unknown boot '$1'" ;;
 	esac
 }
@@ -132,10 +137,22 @@ run_kernel() {
 		echo "SUITE e2e-$kver: 0 passed, 1 failed, 0 skipped"
 		return 1
 	fi
-	local results=$out/results.txt
+	local results=$out/results.txt pm_img=""
 	: >"$results"
 	for b in ${BOOTS//,/ }; do
 		read -r role order shut <<<"$(boot_spec "$b")"
+		if [ "$role" = suspend ] || [ "$role" = hibernate ]; then
+			if [ -z "$pm_img" ]; then
+				pm_img=$out/initrd-pm.img
+				if ! (pm_initrd "$pm_img" "$tree" "$kver" "${extra[@]}"); then
+					echo "FAIL $kver $b/boot building the PM initramfs failed" | tee -a "$results"
+					pm_img=""
+					continue
+				fi
+			fi
+			pm_boot "$b" "$kver" "$tree" "$out" "$pm_img" | tee -a "$results"
+			continue
+		fi
 		local append="viommu_role=$role viommu_order=$order viommu_shutdown=$shut viommu_mod=$MOD"
 		append+=" viommu_expect_type=DMA-FQ viommu_fio_size=32M"
 		[ -n "$version" ] && append+=" viommu_version=$version viommu_srcversion=$srcversion"

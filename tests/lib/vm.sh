@@ -24,6 +24,10 @@
 #   VM_SHUTDOWN_CAP  seconds QEMU may run after the guest's SHUTDOWN line
 #                before it is ended (default 120; VM_STATUS=shutdown-capped)
 #   VM_DISK_SIZE size of each disk image (default 256M)
+#   VM_KEEP_DISKS=1  keep DIR/nvme.img and DIR/vblk.img after the run, and
+#                boot the ones already there (files or symlinks) instead of
+#                fresh ones: a second run boots the same disks, e.g. to
+#                resume from hibernation. The caller removes them.
 #   VM_SMP VM_MEM          (default 2, 2G)
 # QEMU's monitor is DIR/attempt-<n>/qmp.sock. A guest line
 # "HOST-QMP <delay-seconds> <json> [<json>...]" on the results port makes the
@@ -51,6 +55,7 @@ VM_DISK_SIZE=${VM_DISK_SIZE:-256M}
 VM_SMP=${VM_SMP:-2}
 VM_MEM=${VM_MEM:-2G}
 VM_IOMMU=${VM_IOMMU:-1}
+VM_KEEP_DISKS=${VM_KEEP_DISKS:-0}
 export VM_SHUTDOWN_S VM_WALL_S VM_ATTEMPTS VM_STATUS
 
 # _vm_now_us: the host's wall clock in microseconds (no fork).
@@ -196,9 +201,11 @@ viommu_vm_run() {
 	rm -rf "$dir"/attempt-*
 	VM_ATTEMPTS=""
 	for n in 1 2; do
-		# Fresh, empty disks for every attempt.
-		rm -f "$dir/nvme.img" "$dir/vblk.img"
-		truncate -s "$VM_DISK_SIZE" "$dir/nvme.img" "$dir/vblk.img"
+		# Fresh, empty disks for every attempt (unless kept).
+		if [ "$VM_KEEP_DISKS" != 1 ] || [ ! -e "$dir/nvme.img" ] || [ ! -e "$dir/vblk.img" ]; then
+			rm -f "$dir/nvme.img" "$dir/vblk.img"
+			truncate -s "$VM_DISK_SIZE" "$dir/nvme.img" "$dir/vblk.img"
+		fi
 		_viommu_vm_boot_once "$dir/attempt-$n" "$kernel" "$initrd" "$append" "$@"
 		ln -sfn "attempt-$n/console.log" "$dir/console.log"
 		ln -sfn "attempt-$n/results.log" "$dir/results.log"
@@ -213,7 +220,7 @@ viommu_vm_run() {
 			;;
 		esac
 	done
-	rm -f "$dir/nvme.img" "$dir/vblk.img"
+	[ "$VM_KEEP_DISKS" = 1 ] || rm -f "$dir/nvme.img" "$dir/vblk.img"
 	[ "$VM_STATUS" != infra ] && [ "$VM_STATUS" != nostart ]
 }
 
