@@ -10,10 +10,15 @@
 #   install  the .deb/.rpm packages, DKMS on this host
 #   image    a Debian 12 disk image booting from NVMe behind the IOMMU
 #   bench    smoke round of the benchmark (figures only, no thresholds)
+# and, only when named (make check-all):
+#   e2e-intree  the e2e boots of the lifecycle, tool, suspend and hibernate
+#            cases on the kernel's own driver: the comparison column, FIGURE
+#            lines only (tests/e2e/run.sh --intree)
 # Each suite prints its own results and a `SUITE <name>: ...` line; this
 # script ends with the totals over all suites: `N passed, N failed`.
 #
-#   tests/run-all.sh [SUITE...]     (default: all, in the order above)
+#   tests/run-all.sh [SUITE...]     (default: all but e2e-intree, in the order above)
+#   tests/run-all.sh --all          every suite, e2e-intree last
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/common.sh"
@@ -25,8 +30,10 @@ declare -A SUITES=(
 	[install]="tests/install/run.sh"
 	[image]="tests/image/run.sh"
 	[bench]="bench/run.sh --smoke"
+	[e2e-intree]="tests/e2e/run.sh --intree --boots lifecycle,tool,suspend,hibernate"
 )
 ORDER=(style kunit e2e install image bench)
+[ "${1:-}" = --all ] && set -- "${ORDER[@]}" e2e-intree
 [ $# -gt 0 ] && ORDER=("$@")
 
 bash "$TOP/scripts/host-deps.sh" >/dev/null || die "host dependencies could not be installed"
