@@ -505,9 +505,11 @@ vh=$(/usr/sbin/viommu-fq --help 2>&1) || vh_rc=$?
 vs_rc=0
 vs=$(/usr/sbin/viommu-fq status 2>&1) || vs_rc=$?
 vm=$(man -w viommu-fq 2>/dev/null || true)
+# shellcheck disable=SC2016 # the inner shell expands its own arguments
 check tool-installed "/usr/sbin/viommu-fq $(stat -c %A /usr/sbin/viommu-fq 2>/dev/null): --help exit $vh_rc ($(head -n1 <<<"$vh")); status exit $vs_rc ($vs); man -w: ${vm:-none}" \
-	bash -c "[ -x /usr/sbin/viommu-fq ] && [ $vh_rc = 0 ] && grep -q '^Usage: viommu-fq status' <<<'$vh' &&
-		[ $vs_rc = 1 ] && grep -q 'no virtio-iommu-fq instance' <<<'$vs' && [ -n '$vm' ]"
+	bash -c '[ -x /usr/sbin/viommu-fq ] && [ "$1" = 0 ] && grep -q "^Usage: viommu-fq status" <<<"$2" &&
+		[ "$3" = 1 ] && grep -q "no virtio-iommu-fq instance" <<<"$4" && [ -n "$5" ]' \
+	_ "$vh_rc" "$vh" "$vs_rc" "$vs" "$vm"
 mi=$(modinfo -k "$KVER" virtio_iommu 2>&1 || true)
 grep -E '^(filename|version|description|srcversion|vermagic|signer|sig_key|sig_hashalgo):' <<<"$mi" | sed 's/^/  modinfo: /'
 fname=$(modinfo -k "$KVER" -F filename virtio_iommu 2>/dev/null || true)
