@@ -261,9 +261,10 @@ static void viommu_pm_reattach(struct viommu_endpoint *ep,
  * before the endpoints resume. An endpoint that cannot be re-attached is
  * reported and the others are restored.
  *
- * Return: 0, or a negative errno when the device cannot be used again (its
- * configuration changed, its queues cannot be created); the engine then
- * stays frozen, so that calls fail instead of waiting for the device.
+ * Return: 0, or a negative errno when the device cannot be used again (it
+ * was declared broken, its configuration changed, its queues cannot be
+ * created); the engine then stays frozen, so that calls fail instead of
+ * waiting for the device.
  */
 int viommu_pm_restore(struct viommu_dev *viommu, const struct viommu_pm_ops *ops)
 {
@@ -277,6 +278,18 @@ int viommu_pm_restore(struct viommu_dev *viommu, const struct viommu_pm_ops *ops
 	/* Restored without a freeze: the virtio core reset the device. */
 	if (!viommu->engine.frozen)
 		viommu_pm_stop(viommu, ops, false);
+	/*
+	 * A device declared broken stays broken (see request.c): the reset of
+	 * the wake-up may have let unattached endpoints bypass it again, so
+	 * block them and keep the engine frozen, every call failing.
+	 */
+	if (READ_ONCE(viommu->engine.broken)) {
+		ops->block(viommu);
+		dev_err(viommu->dev,
+			"restore: the device was declared broken: it stays reset, every endpoint blocked\n");
+		ret = -EIO;
+		goto out;
+	}
 	ret = viommu_pm_check_config(viommu);
 	if (ret)
 		goto out;
@@ -334,11 +347,25 @@ static void viommu_pm_vdev_ready(struct viommu_dev *viommu)
 			 ret);
 }
 
+/*
+ * With BYPASS_CONFIG negotiated (the virtio core negotiated the features
+ * again before restore), unattached endpoints bypass when the config's
+ * bypass field is 1, as a reset may leave it: clear it. Without the
+ * feature, none was accepted that lets them bypass.
+ */
+static void viommu_pm_vdev_block(struct viommu_dev *viommu)
+{
+	if (virtio_has_feature(viommu->vdev, VIRTIO_IOMMU_F_BYPASS_CONFIG))
+		virtio_cwrite8(viommu->vdev,
+			       offsetof(struct virtio_iommu_config, bypass), 0);
+}
+
 static const struct viommu_pm_ops viommu_pm_virtio = {
 	.reset		= viommu_pm_vdev_reset,
 	.del_queues	= viommu_pm_vdev_del_queues,
 	.find_queues	= viommu_pm_vdev_find_queues,
 	.ready		= viommu_pm_vdev_ready,
+	.block		= viommu_pm_vdev_block,
 };
 
 /**

@@ -434,6 +434,8 @@ int viommu_parse_knob(const char *buf, size_t count, unsigned int max,
  * @find_queues: create the virtqueues again; set *@queue to the argument
  *	of the engine's queue operations
  * @ready: tell the device that the driver is ready, refill the event queue
+ * @block: make the device, reset and not ready, let no endpoint reach
+ *	memory (a device declared broken stays so across a reset)
  *
  * The production implementation drives the virtio device; the KUnit suites
  * put a fake device behind the same operations.
@@ -443,6 +445,7 @@ struct viommu_pm_ops {
 	void (*del_queues)(struct viommu_dev *viommu);
 	int (*find_queues)(struct viommu_dev *viommu, void **queue);
 	void (*ready)(struct viommu_dev *viommu);
+	void (*block)(struct viommu_dev *viommu);
 };
 
 int viommu_pm_freeze(struct viommu_dev *viommu, const struct viommu_pm_ops *ops);
