@@ -213,7 +213,6 @@ run_kernel() {
 				echo "FAIL $kver $b/$shut-$order the guest never reached its shutdown"
 			fi
 			grep '^METRIC ' "$out/$b/results.log" | sed "s|^METRIC |METRIC $kver $b/|" || true
-			grep '^FIGURE ' "$out/$b/results.log" | sed "s|^FIGURE |FIGURE $kver $b/|" || true
 		} | tee -a "$results"
 		rm -f "$out/$b/lc.img"
 	done
