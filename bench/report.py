@@ -325,7 +325,7 @@ def headline(cfgs):
                  f"| {rel(dv, iv)} | {rel(dv, vv)} | {rel(ov, iv)} |")
     L.append("")
     L.append("(Relative figures: ratio of the two median ratios; for latency, inverted so that "
-             "above 1.00× means this module is faster. Targets from issue 4: default ≥ 1.25× in-tree best "
+             "above 1.00× means this module is faster. The module's targets: default ≥ 1.25× in-tree best "
              "on B IOPS, ≥ 1.10× on A bandwidth, ≥ 1.00× VT-d best on both.)")
     return L
 

@@ -49,7 +49,7 @@ WORK=$STATE/work
 OUT=$STATE/out
 VERSION=$(tr -d '[:space:]' <"$TOP/VERSION")
 export DEBIAN_FRONTEND=noninteractive
-# Teammates' scripts may hold the dpkg lock for a while: wait for it.
+# Other package operations may hold the dpkg lock for a while: wait for it.
 APT=(apt-get -o DPkg::Lock::Timeout=900)
 
 pass=0 fail=0 skip=0
