@@ -117,25 +117,15 @@ static struct pm_queue *pm_new_queue(struct pm_state *st)
 }
 
 /*
- * A device reset, as far as the fake is concerned: every domain, attachment
- * and mapping is forgotten, and so is every request it was given, answered
- * or not. Its endpoints (hardware) and configuration stay.
+ * A device reset, as far as the fake is concerned (vfake_forget_locked()),
+ * with the notification state of the gone queue cleared too.
  */
 static void pm_fake_reset(struct vfake *fake)
 {
 	unsigned long flags;
-	unsigned int i;
 
 	spin_lock_irqsave(&fake->lock, flags);
-	memset(fake->domains, 0, sizeof(fake->domains));
-	for (i = 0; i < VFAKE_MAX_ENDPOINTS; i++)
-		fake->endpoints[i].domain = 0;
-	memset(fake->mappings, 0, sizeof(fake->mappings));
-	fake->nr_mappings = 0;
-	list_splice_init(&fake->avail, &fake->free);
-	list_splice_init(&fake->processed, &fake->free);
-	list_splice_init(&fake->used, &fake->free);
-	fake->outstanding = 0;
+	vfake_forget_locked(fake);
 	fake->added_since_kick = 0;
 	fake->polls_left = 0;
 	spin_unlock_irqrestore(&fake->lock, flags);

@@ -658,18 +658,14 @@ static unsigned int vfake_q_free_slots(void *queue)
 }
 
 /*
- * The driver gave up on the device: a reset, after which no endpoint is
- * attached, no domain or mapping exists, the queues are empty, and bypass
- * is 0, so that no endpoint reaches memory.
+ * What a device reset forgets: every attachment, domain and mapping, and
+ * every request it was given, answered or not. Its endpoints (hardware)
+ * and configuration stay. Called with the fake's lock held.
  */
-static void vfake_q_block(void *queue)
+void vfake_forget_locked(struct vfake *fake)
 {
-	struct vfake *fake = queue;
-	unsigned long flags;
 	unsigned int i;
 
-	spin_lock_irqsave(&fake->lock, flags);
-	fake->resets++;
 	for (i = 0; i < VFAKE_MAX_ENDPOINTS; i++)
 		fake->endpoints[i].domain = 0;
 	memset(fake->domains, 0, sizeof(fake->domains));
@@ -679,6 +675,21 @@ static void vfake_q_block(void *queue)
 	list_splice_init(&fake->processed, &fake->free);
 	list_splice_init(&fake->used, &fake->free);
 	fake->outstanding = 0;
+}
+
+/*
+ * The driver gave up on the device: a reset, after which no endpoint is
+ * attached, no domain or mapping exists, the queues are empty, and bypass
+ * is 0, so that no endpoint reaches memory.
+ */
+static void vfake_q_block(void *queue)
+{
+	struct vfake *fake = queue;
+	unsigned long flags;
+
+	spin_lock_irqsave(&fake->lock, flags);
+	fake->resets++;
+	vfake_forget_locked(fake);
 	fake->config.bypass = 0;
 	spin_unlock_irqrestore(&fake->lock, flags);
 }

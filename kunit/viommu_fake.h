@@ -178,6 +178,7 @@ void vfake_inject(struct vfake *fake, u8 type, unsigned int nth,
 void vfake_add_endpoint(struct vfake *fake, u32 id, const void *props,
 			size_t props_len);
 unsigned int vfake_count_type(struct vfake *fake, u8 type);
+void vfake_forget_locked(struct vfake *fake);
 const struct vfake_record *vfake_last(struct vfake *fake, u8 type);
 const struct vfake_mapping *vfake_find_mapping(struct vfake *fake, u32 domain,
 					       u64 iova);
