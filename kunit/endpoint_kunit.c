@@ -252,6 +252,11 @@ static void viommu_attach_blocked_domain(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, viommu->identity_users, 0U);
 }
 
+/*
+ * No domain ID left for the blocking domain: blocking a detached endpoint
+ * sends nothing (detached is blocked once bypass is 0), and releasing it
+ * sends no DETACH either.
+ */
 static void viommu_attach_blocked_unavailable(struct kunit *test)
 {
 	struct vfake_cfg cfg;
@@ -264,8 +269,12 @@ static void viommu_attach_blocked_unavailable(struct kunit *test)
 	env = vfake_env_create(test, &cfg);
 	ep = vfake_env_simple_endpoint(env, 3);
 	KUNIT_EXPECT_EQ(test, viommu_attach_blocked(&viommu_blocked_domain, ep->dev),
-			-EOPNOTSUPP);
+			0);
+	KUNIT_EXPECT_EQ(test, ep->attached, VIOMMU_ATTACHED_BLOCKED);
+	KUNIT_EXPECT_EQ(test, env->fake->config.bypass, 0);
+	vfake_env_release_endpoint(env, ep);
 	KUNIT_EXPECT_EQ(test, vfake_count_type(env->fake, VIRTIO_IOMMU_T_ATTACH), 0);
+	KUNIT_EXPECT_EQ(test, vfake_count_type(env->fake, VIRTIO_IOMMU_T_DETACH), 0);
 }
 
 /* A domain of another instance cannot be attached. */

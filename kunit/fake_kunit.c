@@ -285,8 +285,21 @@ static unsigned int vft_config_write(struct kunit *test, struct vfake *fake)
 	u8 one = 1;
 
 	fake->vdev.config->set(&fake->vdev,
+			       offsetof(struct virtio_iommu_config, probe_size),
+			       &one, 1);
+	return VIRTIO_IOMMU_S_OK;
+}
+
+/* bypass is the one field a driver may write (with BYPASS_CONFIG). */
+static unsigned int vft_bypass_write(struct kunit *test, struct vfake *fake)
+{
+	u8 one = 1;
+
+	fake->vdev.config->set(&fake->vdev,
 			       offsetof(struct virtio_iommu_config, bypass),
 			       &one, 1);
+	KUNIT_EXPECT_EQ(test, fake->config.bypass, 1);
+	KUNIT_EXPECT_EQ(test, fake->config_writes, 0);
 	return VIRTIO_IOMMU_S_OK;
 }
 
@@ -325,6 +338,7 @@ static const struct vft_case vft_cases[] = {
 	{ "unknown type", vft_unknown_type, 0x100, true },
 	{ "request of the wrong size", vft_wrong_size, 0x100, true },
 	{ "config write", vft_config_write, VIRTIO_IOMMU_S_OK, true },
+	{ "bypass write", vft_bypass_write, VIRTIO_IOMMU_S_OK, false },
 };
 
 static void vft_case_desc(const struct vft_case *c, char *desc)

@@ -57,6 +57,13 @@ static void vfake_config_set(struct virtio_device *vdev, unsigned int offset,
 {
 	struct vfake *fake = container_of(vdev, struct vfake, vdev);
 
+	/* The one field a driver may write, with BYPASS_CONFIG. */
+	if (offset == offsetof(struct virtio_iommu_config, bypass) && len == 1 &&
+	    vfake_bit(fake, VIRTIO_IOMMU_F_BYPASS_CONFIG)) {
+		fake->config.bypass = *(const u8 *)buf;
+		fake->bypass_writes++;
+		return;
+	}
 	fake->config_writes++;
 	vfake_violation(fake, "driver wrote config offset %u (%u bytes)",
 			offset, len);
@@ -440,6 +447,13 @@ static const unsigned int vfake_out_len[] = {
 	[VIRTIO_IOMMU_T_UNMAP] = sizeof(struct virtio_iommu_req_unmap),
 };
 
+static bool vfake_map_refused(struct vfake *fake,
+			      const struct virtio_iommu_req_map *req)
+{
+	return le64_to_cpu(req->virt_start) <= fake->refuse_last &&
+	       le64_to_cpu(req->virt_end) >= fake->refuse_start;
+}
+
 /* Process one request: check it, apply it, write its status. */
 static void vfake_process(struct vfake *fake, struct vfake_slot *slot)
 {
@@ -486,6 +500,9 @@ static void vfake_process(struct vfake *fake, struct vfake_slot *slot)
 		rec.status = 0xff;
 		goto record;
 	}
+	if (injected == UINT_MAX && head->type == VIRTIO_IOMMU_T_MAP &&
+	    fake->refuse_status && vfake_map_refused(fake, slot->out))
+		injected = fake->refuse_status;
 	if (injected != UINT_MAX) {
 		/* The device rejects the request without applying it. */
 		status = injected;
@@ -796,6 +813,18 @@ void vfake_inject(struct vfake *fake, u8 type, unsigned int nth,
 	}
 	spin_unlock_irqrestore(&fake->lock, flags);
 	KUNIT_ASSERT_LT(fake->test, i, VFAKE_MAX_INJECT);
+}
+
+/* Refuse with @status every MAP that touches [@start, @last]; 0: stop. */
+void vfake_refuse_maps(struct vfake *fake, u64 start, u64 last, u8 status)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&fake->lock, flags);
+	fake->refuse_start = start;
+	fake->refuse_last = last;
+	fake->refuse_status = status;
+	spin_unlock_irqrestore(&fake->lock, flags);
 }
 
 void vfake_add_endpoint(struct vfake *fake, u32 id, const void *props,

@@ -113,7 +113,8 @@ struct vfake {
 	/* Configuration space and features offered. */
 	struct virtio_device		vdev;
 	struct virtio_iommu_config	config;
-	unsigned int			config_writes;
+	unsigned int			config_writes;	/* not bypass */
+	unsigned int			bypass_writes;
 	unsigned int			bypass_reads;
 	unsigned int			find_vqs_calls;
 
@@ -126,6 +127,9 @@ struct vfake {
 	int				add_error;	/* add() fails with it */
 	bool				tail_garbage;	/* non-zero tail reserved */
 	struct vfake_inject		inject[VFAKE_MAX_INJECT];
+	u8				refuse_status;	/* MAPs that touch */
+	u64				refuse_start;	/* [refuse_start, */
+	u64				refuse_last;	/* refuse_last] get it */
 	unsigned int			resets;		/* blocked by the driver */
 
 	/* Device state. */
@@ -175,6 +179,7 @@ void vfake_set_mode(struct vfake *fake, enum vfake_mode mode,
 void vfake_wake(struct vfake *fake);
 void vfake_inject(struct vfake *fake, u8 type, unsigned int nth,
 		  unsigned int status);
+void vfake_refuse_maps(struct vfake *fake, u64 start, u64 last, u8 status);
 void vfake_add_endpoint(struct vfake *fake, u32 id, const void *props,
 			size_t props_len);
 unsigned int vfake_count_type(struct vfake *fake, u8 type);

@@ -78,6 +78,7 @@ struct iommu_domain *viommu_domain_alloc_paging(struct device *dev)
 	vdom->viommu = viommu;
 	spin_lock_init(&vdom->map_lock);
 	vdom->mappings = RB_ROOT_CACHED;
+	INIT_LIST_HEAD(&vdom->failed_maps);
 	vdom->domain.ops = &viommu_paging_ops;
 	vdom->domain.pgsize_bitmap = viommu->pgsize_bitmap;
 	vdom->domain.geometry.aperture_start = viommu->input_start;
@@ -176,12 +177,13 @@ static int viommu_map_pages(struct iommu_domain *domain, unsigned long iova,
 	viommu_itree_insert(m, &vdom->mappings);
 	live = vdom->live;
 	m->on_device = live;
+	m->gen = ++vdom->map_gen;
 	spin_unlock_irqrestore(&vdom->map_lock, flags);
 
 	if (live) {
 		merged = false;
 		ret = viommu_queue_map(eng, vdom, iova, last, paddr, m->flags,
-				       batching ? &merged : NULL, false);
+				       m->gen, batching ? &merged : NULL, false);
 		if (ret) {
 			viommu_forget_mapping(vdom, m);
 			return ret;
@@ -194,7 +196,8 @@ static int viommu_map_pages(struct iommu_domain *domain, unsigned long iova,
 						   false);
 			else if (!ret)
 				ret = viommu_domain_collect_failures(eng, vdom,
-								     iova, last);
+								     iova, last,
+								     false);
 			if (ret) {
 				viommu_forget_mapping(vdom, m);
 				return ret;
@@ -269,7 +272,8 @@ static int viommu_iotlb_sync_map(struct iommu_domain *domain,
 	ret = viommu_sync(eng, VIOMMU_CAUSE_MAP_SYNC);
 	if (ret)
 		return ret;
-	return viommu_domain_collect_failures(eng, vdom, iova, iova + size - 1);
+	return viommu_domain_collect_failures(eng, vdom, iova, iova + size - 1,
+					      false);
 }
 
 static void viommu_iotlb_sync(struct iommu_domain *domain,
@@ -324,15 +328,18 @@ int viommu_domain_replay(struct viommu_domain *vdom)
 	unsigned long flags;
 	bool any = false;
 	u64 next = 0;
-	int ret = 0;
+	int ret = 0, failed;
 
 	spin_lock_irqsave(&vdom->map_lock, flags);
 	vdom->live = true;
 	m = viommu_itree_iter_first(&vdom->mappings, 0, U64_MAX);
 	while (m) {
 		if (!m->on_device) {
+			/* Earlier failures of this mapping are stale now. */
+			m->gen = ++vdom->map_gen;
 			ret = viommu_queue_map(eng, vdom, m->start, m->last,
-					       m->paddr, m->flags, NULL, true);
+					       m->paddr, m->flags, m->gen, NULL,
+					       true);
 			if (ret == -EAGAIN) {
 				next = m->start;
 				spin_unlock_irqrestore(&vdom->map_lock, flags);
@@ -356,9 +363,26 @@ int viommu_domain_replay(struct viommu_domain *vdom)
 		return ret;
 	if (!ret)
 		ret = viommu_sync(eng, VIOMMU_CAUSE_SYNC);
-	if (!ret)
-		ret = viommu_domain_collect_failures(eng, vdom, 0, U64_MAX);
-	return ret;
+	/* Even after an error: the records go back to the pool. */
+	failed = viommu_domain_collect_failures(eng, vdom, 0, U64_MAX, true);
+	return ret ?: failed;
+}
+
+/**
+ * viommu_mapping_current() - is a failed MAP about the mapping there now?
+ * @vdom: the domain, its map_lock held
+ * @start: first address of the MAP
+ * @gen: generation of the MAP
+ *
+ * Return: true if the mapping starting at @start is the one that MAP sent.
+ */
+bool viommu_mapping_current(struct viommu_domain *vdom, u64 start, u64 gen)
+{
+	struct viommu_mapping *m;
+
+	lockdep_assert_held(&vdom->map_lock);
+	m = viommu_itree_iter_first(&vdom->mappings, start, start);
+	return m && m->start == start && m->gen == gen;
 }
 
 /**

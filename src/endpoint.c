@@ -14,6 +14,7 @@
 #include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
+#include <linux/virtio_config.h>
 
 #include "viommu.h"
 
@@ -287,6 +288,25 @@ static void viommu_leave_locked(struct viommu_endpoint *ep)
 	ep->attached = VIOMMU_DETACHED;
 }
 
+/*
+ * Is the endpoint attached to a domain on the device? In identity mode with
+ * the legacy BYPASS feature, and blocked without a blocking domain ID
+ * (viommu_attach_blocked()), it is detached.
+ */
+static bool viommu_in_device_domain(struct viommu_endpoint *ep)
+{
+	switch (ep->attached) {
+	case VIOMMU_ATTACHED_PAGING:
+		return true;
+	case VIOMMU_ATTACHED_IDENTITY:
+		return ep->viommu->has_bypass_config;
+	case VIOMMU_ATTACHED_BLOCKED:
+		return ep->viommu->blocking_id;
+	default:
+		return false;
+	}
+}
+
 static u32 viommu_current_domain_id(struct viommu_endpoint *ep)
 {
 	switch (ep->attached) {
@@ -354,7 +374,7 @@ int viommu_attach_identity(struct iommu_domain *domain, struct device *dev)
 		viommu->identity_users++;
 	} else if (viommu->has_legacy_bypass) {
 		/* Unattached endpoints bypass the IOMMU. */
-		if (ep->attached != VIOMMU_DETACHED) {
+		if (viommu_in_device_domain(ep)) {
 			ret = viommu_send_ep(ep, VIRTIO_IOMMU_T_DETACH,
 					     viommu_current_domain_id(ep), 0);
 			if (ret)
@@ -372,10 +392,32 @@ out:
 }
 
 /*
+ * Block by detaching, for a device whose domain range left no blocking
+ * domain ID. A detached endpoint is blocked unless the legacy BYPASS
+ * feature was accepted or the bypass field is 1: the field is cleared
+ * first (endpoints not attached yet are blocked too, which is what the
+ * core expects of them). With legacy BYPASS nothing but a reset blocks.
+ */
+static int viommu_block_by_detach_locked(struct viommu_endpoint *ep)
+{
+	struct viommu_dev *viommu = ep->viommu;
+
+	if (viommu->has_legacy_bypass)
+		return -EOPNOTSUPP;
+	if (viommu->has_bypass_config)
+		virtio_cwrite8(viommu->vdev,
+			       offsetof(struct virtio_iommu_config, bypass), 0);
+	if (!viommu_in_device_domain(ep))
+		return 0;
+	return viommu_send_ep(ep, VIRTIO_IOMMU_T_DETACH,
+			      viommu_current_domain_id(ep), 0);
+}
+
+/*
  * The core cannot fall back when the blocked domain fails to attach (VFIO's
  * ownership claims fail, must-succeed paths warn), so this does not fail:
- * when the ATTACH fails, the device is declared broken, which resets it so
- * that no endpoint reaches memory, this one included.
+ * when the endpoint cannot be blocked, the device is declared broken, which
+ * resets it so that no endpoint reaches memory, this one included.
  */
 int viommu_attach_blocked(struct iommu_domain *domain, struct device *dev)
 {
@@ -386,15 +428,18 @@ int viommu_attach_blocked(struct iommu_domain *domain, struct device *dev)
 	mutex_lock(&viommu->attach_lock);
 	if (ep->attached == VIOMMU_ATTACHED_BLOCKED)
 		goto out;
-	if (!viommu->blocking_id) {
-		ret = -EOPNOTSUPP;
-		goto out;
+	if (!viommu_engine_broken(&viommu->engine)) {
+		/* An empty domain that never gets mappings blocks all DMA. */
+		if (viommu->blocking_id)
+			ret = viommu_send_ep(ep, VIRTIO_IOMMU_T_ATTACH,
+					     viommu->blocking_id, 0);
+		else
+			ret = viommu_block_by_detach_locked(ep);
+		if (ret)
+			viommu_engine_break(&viommu->engine,
+					    "cannot block an endpoint");
+		ret = 0;
 	}
-	/* An empty domain that never gets mappings blocks all DMA. */
-	if (!viommu_engine_broken(&viommu->engine) &&
-	    viommu_send_ep(ep, VIRTIO_IOMMU_T_ATTACH, viommu->blocking_id, 0))
-		viommu_engine_break(&viommu->engine,
-				    "ATTACH to the blocking domain failed");
 	viommu_leave_locked(ep);
 	viommu->blocking_users++;
 	ep->attached = VIOMMU_ATTACHED_BLOCKED;
@@ -447,9 +492,7 @@ void viommu_release_device(struct device *dev)
 		if (ret)
 			dev_warn(dev, "pending UNMAPs not completed: %d\n", ret);
 	}
-	if (ep->attached != VIOMMU_DETACHED &&
-	    !(ep->attached == VIOMMU_ATTACHED_IDENTITY &&
-	      !viommu->has_bypass_config)) {
+	if (viommu_in_device_domain(ep)) {
 		ret = viommu_send_ep(ep, VIRTIO_IOMMU_T_DETACH,
 				     viommu_current_domain_id(ep), 0);
 		if (ret)

@@ -238,7 +238,9 @@ static void viommu_pm_reattach(struct viommu_endpoint *ep,
 					       VIRTIO_IOMMU_ATTACH_F_BYPASS);
 		break;
 	case VIOMMU_ATTACHED_BLOCKED:
-		ret = viommu_pm_attach(ep, viommu->blocking_id, 0);
+		/* Without a blocking domain ID it is detached, so blocked. */
+		if (viommu->blocking_id)
+			ret = viommu_pm_attach(ep, viommu->blocking_id, 0);
 		break;
 	case VIOMMU_DETACHED:
 		return;

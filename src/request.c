@@ -251,16 +251,20 @@ static void viommu_release_locked(struct viommu_engine *eng,
 	list_add(&req->node, &eng->free_list);
 }
 
-static void viommu_record_map_failure(struct viommu_domain *vdom,
-				      struct viommu_req *req)
+/*
+ * A request nobody waits for is done with. A failed MAP is not returned to
+ * the pool: it goes to its domain's records, where the map sync of its
+ * mapping finds it (viommu_domain_collect_failures()).
+ */
+static void viommu_retire_locked(struct viommu_engine *eng,
+				 struct viommu_req *req)
 {
-	if (vdom->nr_failures == VIOMMU_MAP_FAILURES) {
-		vdom->failures_lost = true;
+	if (req->err && req->vdomain &&
+	    viommu_req_type(req) == VIRTIO_IOMMU_T_MAP) {
+		list_add_tail(&req->node, &req->vdomain->failed_maps);
 		return;
 	}
-	vdom->failures[vdom->nr_failures].start = le64_to_cpu(req->buf.map.virt_start);
-	vdom->failures[vdom->nr_failures].last = le64_to_cpu(req->buf.map.virt_end);
-	vdom->nr_failures++;
+	viommu_release_locked(eng, req);
 }
 
 static void viommu_complete_locked(struct viommu_engine *eng,
@@ -289,8 +293,6 @@ static void viommu_complete_locked(struct viommu_engine *eng,
 	 */
 	if (type == VIRTIO_IOMMU_T_UNMAP && req->err != -ENOENT)
 		viommu_break_locked(eng, "UNMAP not applied");
-	if (type == VIRTIO_IOMMU_T_MAP && req->vdomain)
-		viommu_record_map_failure(req->vdomain, req);
 	if (!req->waited || req->abandoned)
 		dev_err_ratelimited(eng->dev, "request type %u failed: %d\n",
 				    type, req->err);
@@ -314,7 +316,7 @@ static void viommu_reap_locked(struct viommu_engine *eng)
 		eng->done_seq = req->seq;
 		list_del_init(&req->node);
 		if (!req->waited || req->abandoned)
-			viommu_release_locked(eng, req);
+			viommu_retire_locked(eng, req);
 	}
 }
 
@@ -375,8 +377,6 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 			req->done = true;
 			req->err = ret;
 			viommu_stat_add(eng, VIOMMU_STAT_ERR_IOERR, 1);
-			if (req->vdomain)
-				viommu_record_map_failure(req->vdomain, req);
 			if (viommu_req_type(req) == VIRTIO_IOMMU_T_UNMAP)
 				viommu_break_locked(eng, "UNMAP not queued");
 			dev_err_ratelimited(eng->dev, "cannot queue request: %d\n",
@@ -405,11 +405,16 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
  * served several CPUs. The notifying CPU does not migrate, so a context
  * nested on the same CPU notifies by itself rather than waiting for the
  * context it interrupted.
+ *
+ * The notifying CPU runs with preemption off, so it serves others for at
+ * most VIOMMU_KICK_ROUNDS notifications. Then the next kick notifies
+ * whatever the queue says (force_kick), and a CPU waiting for its request
+ * notifies by itself after VIOMMU_REKICK_US.
  */
 static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 	__must_hold(&eng->lock)
 {
-	unsigned int cpu;
+	unsigned int cpu, rounds;
 
 	if (eng->broken || eng->frozen)
 		return;
@@ -433,7 +438,7 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 	eng->kicking = true;
 	eng->kicker_cpu = cpu;
 	preempt_disable();
-	for (;;) {
+	for (rounds = 1;; rounds++) {
 		eng->kick_again = false;
 		spin_unlock_irqrestore(&eng->lock, *flags);
 		eng->ops->notify(eng->queue);
@@ -444,6 +449,10 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 		viommu_reap_locked(eng);
 		if (eng->done_seq >= eng->kick_again_seq) {
 			viommu_stat_add(eng, VIOMMU_STAT_SHARED_KICKS, 1);
+			break;
+		}
+		if (rounds == VIOMMU_KICK_ROUNDS) {
+			eng->force_kick = true;
 			break;
 		}
 	}
@@ -602,6 +611,7 @@ static struct viommu_req *viommu_get_slot_locked(struct viommu_engine *eng,
 	list_del(&req->node);
 	req->vdomain = NULL;
 	req->owner = 0;
+	req->replay = false;
 	req->deferred = false;
 	req->waited = false;
 	req->abandoned = false;
@@ -840,22 +850,25 @@ static void viommu_check_deferred_conflict(struct viommu_engine *eng,
  * @last: last address (inclusive)
  * @paddr: physical address of @iova
  * @flags: VIRTIO_IOMMU_MAP_F_* flags
+ * @gen: generation of the mapping the request sends (viommu_mapping.gen)
  * @merged: NULL when the request must stay separate (map_batching is 0, or
  *	a replay of existing mappings); otherwise set when the range was
  *	appended to the previous pending MAP of the same caller instead of
  *	taking a request of its own
- * @nowait: return -EAGAIN instead of waiting when no request slot is free,
- *	and never submit early (which may wait for room in the queue)
+ * @replay: the caller is viommu_domain_replay(), under its map_lock: return
+ *	-EAGAIN instead of waiting when no request slot is free, never submit
+ *	early (which may wait for room in the queue), and leave a failure to
+ *	the replay's collection
  *
- * The request reaches the device at the next sync. A failure is recorded in
+ * The request reaches the device at the next sync. A failure is kept in
  * the domain and reported by viommu_domain_collect_failures().
  *
- * Return: 0, -EAGAIN (@nowait), or a negative errno when no request slot
+ * Return: 0, -EAGAIN (@replay), or a negative errno when no request slot
  * could be obtained.
  */
 int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 		     u64 iova, u64 last, phys_addr_t paddr, u32 flags,
-		     bool *merged, bool nowait)
+		     u64 gen, bool *merged, bool replay)
 {
 	unsigned long token = merged ? viommu_caller_token() : 0;
 	struct virtio_iommu_req_map *map;
@@ -888,7 +901,7 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 			return 0;
 		}
 	}
-	if (nowait) {
+	if (replay) {
 		viommu_reap_locked(eng);
 		if (list_empty(&eng->free_list)) {
 			spin_unlock_irqrestore(&eng->lock, irqflags);
@@ -912,12 +925,14 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	req->in_len = VIOMMU_TAIL_LEN;
 	req->vdomain = vdom;
 	req->owner = token;
+	req->gen = gen;
+	req->replay = replay;
 	viommu_append_locked(eng, req);
 	/*
 	 * A caller that cannot wait (replay, under its map_lock with
 	 * interrupts off) syncs by itself once the pool runs out.
 	 */
-	if (!nowait)
+	if (!replay)
 		viommu_limit_pending_locked(eng, &irqflags);
 	spin_unlock_irqrestore(&eng->lock, irqflags);
 	return 0;
@@ -1039,37 +1054,47 @@ int viommu_queue_unmap(struct viommu_engine *eng, u32 domain_id, u64 iova,
  * @vdom: the domain
  * @iova: first address of the range
  * @last: last address of the range
+ * @replay: collect the failures of viommu_domain_replay()'s MAPs (the
+ *	range is then the whole space) instead of those of mapping calls
  *
- * Call after a sync. Failures inside the range are forgotten once reported.
+ * Call after a sync that covered the MAPs of the range. A failed MAP is
+ * reported to one caller only, the one that created its mapping: the
+ * range of a mapping call belongs to that call until its map sync, and the
+ * replay's MAPs are told apart from those of a mapper running meanwhile.
+ * A failure whose mapping is gone (unmapped without a map sync, when a
+ * later piece of the call failed) or was sent again since (a replay) is
+ * stale: it is dropped here, without being reported to anybody, so that
+ * the next mapping of the same addresses does not inherit it.
  *
- * Return: 0 if no MAP overlapping the range failed, otherwise -EIO. When
- * failures were lost for lack of space, every range is reported failed.
+ * Return: 0 if no MAP of the range failed, otherwise -EIO.
  */
 int viommu_domain_collect_failures(struct viommu_engine *eng,
 				   struct viommu_domain *vdom,
-				   u64 iova, u64 last)
+				   u64 iova, u64 last, bool replay)
 {
+	struct viommu_req *req, *next;
 	unsigned long flags;
-	unsigned int i = 0;
+	u64 start;
 	int ret = 0;
 
-	spin_lock_irqsave(&eng->lock, flags);
-	if (vdom->failures_lost) {
-		vdom->failures_lost = false;
-		vdom->nr_failures = 0;
-		ret = -EIO;
-	}
-	while (i < vdom->nr_failures) {
-		struct viommu_range *r = &vdom->failures[i];
-
-		if (r->start <= last && r->last >= iova) {
-			*r = vdom->failures[--vdom->nr_failures];
+	/* Filled under the engine lock by the reaper, ordered by our sync. */
+	if (list_empty(&vdom->failed_maps))
+		return 0;
+	spin_lock_irqsave(&vdom->map_lock, flags);
+	spin_lock(&eng->lock);
+	list_for_each_entry_safe(req, next, &vdom->failed_maps, node) {
+		start = le64_to_cpu(req->buf.map.virt_start);
+		if (viommu_mapping_current(vdom, start, req->gen)) {
+			if (req->replay != replay || start > last ||
+			    le64_to_cpu(req->buf.map.virt_end) < iova)
+				continue;
 			ret = -EIO;
-		} else {
-			i++;
 		}
+		list_del(&req->node);
+		viommu_release_locked(eng, req);
 	}
-	spin_unlock_irqrestore(&eng->lock, flags);
+	spin_unlock(&eng->lock);
+	spin_unlock_irqrestore(&vdom->map_lock, flags);
 	return ret;
 }
 
@@ -1079,12 +1104,12 @@ int viommu_domain_collect_failures(struct viommu_engine *eng,
  * @vdom: the domain
  *
  * Requests that never completed (the device stopped answering) may still
- * point at the domain.
+ * point at the domain; its failed MAPs not yet reported return to the pool.
  */
 void viommu_engine_forget_domain(struct viommu_engine *eng,
 				 struct viommu_domain *vdom)
 {
-	struct viommu_req *req;
+	struct viommu_req *req, *next;
 	unsigned long flags;
 
 	spin_lock_irqsave(&eng->lock, flags);
@@ -1094,6 +1119,10 @@ void viommu_engine_forget_domain(struct viommu_engine *eng,
 	list_for_each_entry(req, &eng->pending, node)
 		if (req->vdomain == vdom)
 			req->vdomain = NULL;
+	list_for_each_entry_safe(req, next, &vdom->failed_maps, node) {
+		list_del(&req->node);
+		viommu_release_locked(eng, req);
+	}
 	spin_unlock_irqrestore(&eng->lock, flags);
 }
 
@@ -1153,13 +1182,22 @@ static enum hrtimer_restart viommu_flush_timer_fn(struct hrtimer *timer)
 	/*
 	 * Nobody waits for these UNMAPs, so nobody would notice a lost
 	 * notification: notify even if the queue says it is not needed.
+	 * A softirq does not wait for room in a full queue: what does not
+	 * fit is tried again shortly. A device that stops answering is
+	 * caught by the next sync (a flush, at the latest dma-iommu's).
 	 */
-	if (eng->nr_deferred &&
-	    !viommu_submit_all_locked(eng, &flags, VIOMMU_CAUSE_TIMER)) {
+	if (eng->nr_deferred && !eng->broken && !eng->frozen) {
+		viommu_submit_locked(eng, VIOMMU_CAUSE_TIMER);
 		eng->force_kick = true;
 		viommu_kick_locked(eng, &flags);
+		viommu_reap_locked(eng);
+		if (eng->nr_deferred)
+			hrtimer_start(&eng->flush_timer,
+				      ktime_add_us(ktime_get(), VIOMMU_REKICK_US),
+				      HRTIMER_MODE_ABS_SOFT);
+	} else {
+		viommu_reap_locked(eng);
 	}
-	viommu_reap_locked(eng);
 	spin_unlock_irqrestore(&eng->lock, flags);
 	return HRTIMER_NORESTART;
 }

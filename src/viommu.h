@@ -43,6 +43,8 @@ struct virtqueue;
 #define VIOMMU_MAX_PENDING		64
 /* A waiter notifies the device again after this long without completion. */
 #define VIOMMU_REKICK_US		500
+/* Notifications one CPU makes for others before leaving it to them. */
+#define VIOMMU_KICK_ROUNDS		4
 /* Deferred UNMAPs that a map sync takes along (fewer wait for more merges). */
 #define VIOMMU_PIGGYBACK_MIN		32
 /* Default bounded wait for the device to complete a request. */
@@ -53,7 +55,6 @@ struct virtqueue;
 /* Longest wait, when the caller cannot sleep, for a broken device's reset. */
 #define VIOMMU_BLOCK_WAIT_MS		1000
 /* Failed MAP ranges remembered per domain until a map sync collects them. */
-#define VIOMMU_MAP_FAILURES		16
 
 /**
  * struct viommu_queue_ops - how the request engine reaches the device
@@ -144,6 +145,10 @@ struct viommu_domain;
  * @seq: submission order, assigned when the request reaches the queue
  * @vdomain: domain of a MAP request, to report its failure
  * @owner: context that queued a MAP (merging stays within one caller)
+ * @gen: generation of the mapping a MAP request sends (see
+ *	viommu_domain_collect_failures())
+ * @replay: a MAP sent by viommu_domain_replay(), whose failure only the
+ *	replay collects
  * @queued_at: when a deferred UNMAP was queued
  * @deferred: UNMAP that may wait for the deferral timer
  * @waited: a caller waits for this request and releases it itself
@@ -160,6 +165,8 @@ struct viommu_req {
 	u64			seq;
 	struct viommu_domain	*vdomain;
 	unsigned long		owner;
+	u64			gen;
+	bool			replay;
 	ktime_t			queued_at;
 	bool			deferred;
 	bool			waited;
@@ -296,11 +303,7 @@ struct viommu_mapping {
 	phys_addr_t		paddr;
 	u32			flags;
 	bool			on_device;	/* its MAP was queued */
-};
-
-struct viommu_range {
-	u64 start;
-	u64 last;
+	u64			gen;		/* the MAP that sent it */
 };
 
 /**
@@ -308,15 +311,16 @@ struct viommu_range {
  * @domain: the core's domain
  * @viommu: the instance that allocated it
  * @id: domain ID on the device
- * @map_lock: protects @mappings and @live
+ * @map_lock: protects @mappings, @live and @map_gen; taken before the
+ *	engine lock when both are held
  * @mappings: interval tree of the mappings, one node per MAP request
+ * @map_gen: generation of the last MAP request created for a mapping
  * @live: the domain exists on the device (an endpoint is attached), so
  *	map and unmap reach the device
  * @nr_endpoints: attached endpoints (under viommu->attach_lock)
  * @nr_untrusted: attached endpoints the kernel does not trust
- * @failures: failed MAP ranges not yet reported (under the engine lock)
- * @nr_failures: entries in @failures
- * @failures_lost: a failure did not fit in @failures
+ * @failed_maps: failed MAP requests not yet reported (under the engine
+ *	lock), kept out of the request pool until then
  */
 struct viommu_domain {
 	struct iommu_domain	domain;
@@ -327,9 +331,8 @@ struct viommu_domain {
 	bool			live;
 	unsigned int		nr_endpoints;
 	unsigned int		nr_untrusted;
-	struct viommu_range	failures[VIOMMU_MAP_FAILURES];
-	unsigned int		nr_failures;
-	bool			failures_lost;
+	u64			map_gen;
+	struct list_head	failed_maps;
 };
 
 static inline struct viommu_domain *to_viommu_domain(struct iommu_domain *d)
@@ -371,7 +374,7 @@ int viommu_send_probe(struct viommu_engine *eng, u32 endpoint,
 		      size_t probe_size, void **props);
 int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 		     u64 iova, u64 last, phys_addr_t paddr, u32 flags,
-		     bool *merged, bool nowait);
+		     u64 gen, bool *merged, bool replay);
 int viommu_queue_unmap(struct viommu_engine *eng, u32 domain_id, u64 iova,
 		       u64 last, bool deferred);
 int viommu_sync(struct viommu_engine *eng, enum viommu_submit_cause cause);
@@ -379,7 +382,8 @@ void viommu_engine_set_flush_timeout(struct viommu_engine *eng,
 				     unsigned int ms);
 int viommu_domain_collect_failures(struct viommu_engine *eng,
 				   struct viommu_domain *vdom,
-				   u64 iova, u64 last);
+				   u64 iova, u64 last, bool replay);
+bool viommu_mapping_current(struct viommu_domain *vdom, u64 start, u64 gen);
 void viommu_engine_forget_domain(struct viommu_engine *eng,
 				 struct viommu_domain *vdom);
 unsigned int viommu_pending_unmaps(struct viommu_engine *eng, u64 *age_us);
