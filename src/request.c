@@ -45,6 +45,9 @@
 
 #include "viommu.h"
 
+#define CREATE_TRACE_POINTS
+#include "viommu_trace.h"
+
 #define VIOMMU_TAIL_LEN	sizeof(struct virtio_iommu_req_tail)
 #define VIOMMU_PROBE_OUT_LEN	offsetof(struct virtio_iommu_req_probe, properties)
 
@@ -285,6 +288,11 @@ static void viommu_complete_locked(struct viommu_engine *eng,
 		if (req->err)
 			viommu_stat_add(eng, viommu_status_stat(tail->status), 1);
 	}
+	if (trace_viommu_request_complete_enabled())
+		trace_viommu_request_complete(req, req->err,
+					      req->submitted_at ?
+					      ktime_to_ns(ktime_sub(ktime_get(),
+								    req->submitted_at)) : 0);
 	if (!req->err)
 		return;
 	/*
@@ -364,6 +372,9 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 			break;
 		}
 		req->seq = ++eng->submit_seq;
+		req->submitted_at = trace_viommu_request_complete_enabled() ?
+				    ktime_get() : 0;
+		trace_viommu_request_submit(req, ret, 0);
 		list_move_tail(&req->node, &eng->inflight);
 		eng->nr_pending--;
 		if (req->deferred) {
@@ -383,8 +394,10 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 					    ret);
 		}
 	}
-	if (deferred)
+	if (deferred) {
 		viommu_stat_add(eng, cause_stat[cause], deferred);
+		trace_viommu_deferred_submit(deferred, cause, eng->nr_deferred);
+	}
 	if (batch > eng->max_batch)
 		eng->max_batch = batch;
 	if (!eng->nr_deferred)
@@ -558,13 +571,15 @@ static int viommu_kick_and_wait_locked(struct viommu_engine *eng,
 {
 	ktime_t start = ktime_get();
 	int ret;
+	u64 ns;
 
 	viommu_stat_add(eng, VIOMMU_STAT_SYNC_WAITS, 1);
 	viommu_kick_locked(eng, flags);
 	ret = viommu_poll_locked(eng, flags, done, arg);
+	ns = ktime_to_ns(ktime_sub(ktime_get(), start));
 	if (!ret)
-		viommu_stat_add(eng, VIOMMU_STAT_SYNC_WAIT_NS,
-				ktime_to_ns(ktime_sub(ktime_get(), start)));
+		viommu_stat_add(eng, VIOMMU_STAT_SYNC_WAIT_NS, ns);
+	trace_viommu_sync_wait(ns, eng->submit_seq - eng->done_seq, ret);
 	return ret;
 }
 

@@ -149,7 +149,7 @@ struct viommu_domain;
  *	viommu_domain_collect_failures())
  * @replay: a MAP sent by viommu_domain_replay(), whose failure only the
  *	replay collects
- * @queued_at: when a deferred UNMAP was queued
+ * @submitted_at: when it reached the queue, while its completion is traced
  * @deferred: UNMAP that may wait for the deferral timer
  * @waited: a caller waits for this request and releases it itself
  * @abandoned: the waiter gave up; release on completion
@@ -167,7 +167,7 @@ struct viommu_req {
 	unsigned long		owner;
 	u64			gen;
 	bool			replay;
-	ktime_t			queued_at;
+	ktime_t			submitted_at;
 	bool			deferred;
 	bool			waited;
 	bool			abandoned;

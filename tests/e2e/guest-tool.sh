@@ -448,6 +448,50 @@ case_refuse_mounted() {
 	refused_case tool-refuse-mounted
 }
 
+# ---- tracepoints --------------------------------------------------------------
+
+# trace_has EVENT REGEX: an event line of /tmp/trace.txt whose fields, after
+# "EVENT: ", match REGEX (the format README.md documents).
+trace_has() {
+	grep -qE " $1: $2\$" /tmp/trace.txt || TR_BAD="$TR_BAD [no $1 line matching '$2']"
+}
+
+# The events fire under I/O with the fields README.md documents: requests
+# submitted and completed (with a latency), waits, deferred submissions.
+case_trace() {
+	_t=/sys/kernel/tracing
+	[ -e "$_t/trace" ] || mount -t tracefs nodev "$_t" 2>/dev/null
+	_ev=$_t/events/virtio_iommu_fq
+	if [ ! -d "$_ev" ]; then
+		result tool-trace FAIL "no $_ev"
+		return
+	fi
+	echo 0 >"$_t/tracing_on"
+	: >"$_t/trace"
+	echo 1 >"$_ev/enable"
+	echo 1 >"$_t/tracing_on"
+	load_start 1
+	wait "$LOAD_PID"
+	echo 0 >"$_ev/enable"
+	cat "$_t/trace" >/tmp/trace.txt
+	TR_BAD=""
+	_r='seq=[0-9]+ type=(MAP|UNMAP) domain=[0-9]+ endpoint=0 range=0x[0-9a-f]+-0x[0-9a-f]+'
+	trace_has viommu_request_submit "$_r deferred=[01] err=0 latency_ns=0"
+	trace_has viommu_request_complete "$_r deferred=[01] err=0 latency_ns=[1-9][0-9]*"
+	trace_has viommu_request_complete "seq=[0-9]+ type=MAP domain=[0-9]+ endpoint=0 range=0x[0-9a-f]+-0x[0-9a-f]+ deferred=0 err=0 latency_ns=[1-9][0-9]*"
+	trace_has viommu_sync_wait "wait_ns=[0-9]+ inflight=[0-9]+ ret=0"
+	trace_has viommu_deferred_submit "count=[1-9][0-9]* cause=(timer|full|flush|sync|map_sync) left=[0-9]+"
+	_n=$(grep -c ' viommu_' /tmp/trace.txt)
+	for _e in viommu_request_submit viommu_request_complete viommu_sync_wait viommu_deferred_submit; do
+		info "trace| $(grep -m 1 " $_e: " /tmp/trace.txt)"
+	done
+	if [ -z "$TR_BAD" ]; then
+		result tool-trace PASS "$_n events in 1 s of fio, all four kinds with their documented fields"
+	else
+		result tool-trace FAIL "$_n events:$TR_BAD"
+	fi
+}
+
 # ---- in-tree driver ----------------------------------------------------------
 
 intree_figures() {
@@ -462,7 +506,7 @@ intree_figures() {
 
 TOOL_CASES="tool-help tool-status tool-reset tool-bad-input tool-not-root tool-stat tool-stat-json
 tool-mode-lazy tool-mode-lazy-sq tool-mode-strict tool-mode-lazy-sq-from-strict tool-mode-identity
-tool-mode-lazy-from-identity tool-raw-sysfs tool-rollback tool-refuse-mounted"
+tool-mode-lazy-from-identity tool-raw-sysfs tool-rollback tool-refuse-mounted tool-trace"
 
 tool_boot() {
 	if [ "$MOD" = ours ]; then
@@ -483,6 +527,7 @@ tool_boot() {
 	case_bad_input
 	case_stat_table
 	case_stat_json
+	case_trace
 	case_modes
 	case_raw_sysfs
 	case_rollback
