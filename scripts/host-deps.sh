@@ -9,6 +9,7 @@ set -euo pipefail
 
 PKGS=(
 	build-essential bc bison flex libelf-dev libssl-dev dwarves rsync
+	gcc-aarch64-linux-gnu
 	kmod cpio zstd xz-utils sparse python3 git python3-matplotlib
 	qemu-system-x86 qemu-utils fio busybox-static
 	debootstrap acpica-tools shellcheck

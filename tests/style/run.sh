@@ -5,6 +5,8 @@
 #  - builds warning-free with W=1 and with C=1 (sparse) on Debian 12's newest
 #    6.12 kernel headers;
 #  - builds warning-free with W=1 on sid's newest kernel (in the sid chroot);
+#  - cross-builds warning-free with W=1 for Debian's arm64 6.12 and sid
+#    kernels (scripts/cross-arm64.sh), with the vermagic of those kernels;
 #  - scripts/checkpatch.pl --strict --no-tree -f is clean on every source file;
 #  - modinfo shows the version from VERSION;
 #  - every shell script of the project is shellcheck-clean (all severities;
@@ -39,12 +41,32 @@ check_build() { # CASE KVER MAKEARGS...
 	fi
 }
 
+check_arm64() { # SUITE
+	local name=arm64-w1-$1 log ko out vm
+	log=$VIOMMU_CACHE/style-$name.log
+	if ko=$(bash "$TOP/scripts/cross-arm64.sh" "$1" W=1 2>"$log"); then
+		out=$(diagnostics "$log")
+		vm=$(modinfo -F vermagic "$ko" 2>/dev/null || true)
+		if [ -n "$out" ]; then
+			report "$name" FAIL "$1 W=1: $(echo "$out" | head -n3 | tr '\n' ' ')"
+		elif ! echo "$vm" | grep -q -- '-arm64 .*aarch64'; then
+			report "$name" FAIL "$1: vermagic '$vm' is not an arm64 kernel's"
+		else
+			report "$name" PASS "$1 W=1: no warnings, vermagic $vm"
+		fi
+	else
+		report "$name" FAIL "$1 W=1: build failed: $(diagnostics "$log" | head -n3 | tr '\n' ' ')$(tail -n1 "$log")"
+	fi
+}
+
 bookworm=$(bash "$TOP/scripts/host-deps.sh")
 sid=$(bash "$TOP/scripts/sid-chroot.sh")
 
 check_build w1-bookworm "$bookworm" W=1
 check_build sparse-bookworm "$bookworm" C=1 W=1
 check_build w1-sid "$sid" W=1
+check_arm64 bookworm
+check_arm64 sid
 
 # The sparse build above (a plain build may not exist yet on a cold cache).
 ko=$VIOMMU_CACHE/build/$bookworm/args/virtio-iommu.ko

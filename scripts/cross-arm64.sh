@@ -1,0 +1,145 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Cross-build the module for a Debian arm64 kernel on this x86-64 host:
+#   scripts/cross-arm64.sh bookworm|sid [make args, e.g. W=1 C=1]
+# Prints the path of the arm64 virtio-iommu.ko on stdout; the compiler
+# output is in $VIOMMU_CACHE/arm64/<suite>/build.log and on stderr.
+#
+# Why this way: Debian's arm64 headers package has arm64 programs in
+# scripts/ (fixdep, modpost, ...), which this host cannot run without
+# binfmt emulation, and emulating them makes every build slow and depends
+# on a host setting. So the kernel side is prepared here, once per kernel
+# version, from the kernel's own sources (Debian's linux-source package of
+# the same version) with Debian's arm64 configuration and Module.symvers
+# (both taken from the arm64 headers package, unpacked, never installed),
+# by the cross compiler, out of tree (O=):
+#   make ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- olddefconfig modules_prepare
+# The module is then built against that directory like any external
+# module, and modpost checks its symbols against the real kernel's exports.
+# Packages come through private apt lists under $VIOMMU_CACHE/arm64/apt-*
+# (-o APT::Architecture=arm64 for the headers): nothing is installed on the
+# host but the cross compiler (scripts/host-deps.sh).
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+[ $# -ge 1 ] || die "usage: $0 bookworm|sid [make args...]"
+suite=$1
+shift
+for a in "$@"; do
+	case $a in
+	*=*) ;;
+	*) die "make argument '$a' is not VAR=value" ;;
+	esac
+done
+case $suite in
+bookworm) suites="bookworm bookworm-updates" ;;
+sid) suites="sid" ;;
+*) die "unknown suite '$suite' (bookworm or sid)" ;;
+esac
+CROSS=aarch64-linux-gnu-
+command -v "${CROSS}gcc" >/dev/null || die "${CROSS}gcc missing (scripts/host-deps.sh)"
+
+top=$VIOMMU_CACHE/arm64/$suite
+mkdir -p "$top"
+exec 8>"$top/.lock"
+flock 8
+
+# apt_arch ARCH ARGS...: apt-get/apt-cache on private lists of $suite.
+apt_dir() { echo "$VIOMMU_CACHE/arm64/apt-$suite-$1"; }
+apt_opts() {
+	local d
+	d=$(apt_dir "$1")
+	echo "-o APT::Architecture=$1 -o APT::Architectures::=$1" \
+		"-o Dir::Etc::sourcelist=$d/sources.list -o Dir::Etc::sourceparts=-" \
+		"-o Dir::State::Lists=$d/lists -o Dir::Cache=$d/cache" \
+		"-o Dir::Cache::archives=$d/archives -o APT::Get::List-Cleanup=0" \
+		"-o APT::Sandbox::User=root"
+}
+apt_update() { # ARCH
+	local d s mirror
+	d=$(apt_dir "$1")
+	mkdir -p "$d/lists/partial" "$d/cache" "$d/archives/partial"
+	mirror=$(debian_mirror)
+	: >"$d/sources.list.new"
+	for s in $suites; do
+		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $s main" \
+			>>"$d/sources.list.new"
+	done
+	if [ "$suite" = bookworm ]; then
+		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/debian}/debian-security bookworm-security main" \
+			>>"$d/sources.list.new"
+	fi
+	mv "$d/sources.list.new" "$d/sources.list"
+	if [ -z "$(find "$d/lists" -maxdepth 1 -name '*Packages*' -mmin -60 2>/dev/null)" ]; then
+		# shellcheck disable=SC2046 # options are words
+		apt-get $(apt_opts "$1") update -qq >&2
+	fi
+}
+# fetch ARCH PACKAGE: the .deb's path (downloaded once into $top/debs).
+fetch() {
+	local f
+	mkdir -p "$top/debs"
+	f=$(find "$top/debs" -maxdepth 1 -name "${2}_*_$1.deb" -o -maxdepth 1 -name "${2}_*_all.deb" | head -n1)
+	if [ -z "$f" ]; then
+		# shellcheck disable=SC2046 # options are words
+		(cd "$top/debs" && apt-get $(apt_opts "$1") download -qq "$2" >&2) ||
+			die "cannot download $2 ($1, $suite)"
+		f=$(find "$top/debs" -maxdepth 1 -name "${2}_*.deb" | head -n1)
+	fi
+	echo "$f"
+}
+
+apt_update arm64
+apt_update amd64
+# The newest arm64 kernel ABI of the suite, e.g. 6.12.118+deb12-arm64.
+# shellcheck disable=SC2046 # options are words
+kver=$(apt-cache $(apt_opts arm64) search --names-only '^linux-headers-[0-9][0-9.]*\+deb[0-9]+-arm64$' |
+	awk '{print $1}' | sed 's/^linux-headers-//' | sort -V | tail -n1)
+[ -n "$kver" ] || die "no arm64 kernel headers in $suite"
+upstream=${kver%%+*}                 # 6.12.118
+series=$(echo "$upstream" | cut -d. -f1-2)  # 6.12
+log "arm64 kernel $kver (linux-source-$series, $suite)"
+
+kdir=$top/$kver
+if [ ! -f "$kdir/.prepared" ]; then
+	rm -rf "$kdir"
+	mkdir -p "$kdir/hdr" "$kdir/src-deb" "$kdir/build"
+	hdeb=$(fetch arm64 "linux-headers-$kver")
+	sdeb=$(fetch amd64 "linux-source-$series")
+	log "unpacking $(basename "$hdeb") and $(basename "$sdeb")"
+	dpkg-deb -x "$hdeb" "$kdir/hdr"
+	dpkg-deb -x "$sdeb" "$kdir/src-deb"
+	tarball=$(find "$kdir/src-deb/usr/src" -maxdepth 1 -name "linux-source-$series.tar.*" | head -n1)
+	[ -n "$tarball" ] || die "no source tarball in $(basename "$sdeb")"
+	tar -C "$kdir" -xf "$tarball"
+	rm -rf "$kdir/src-deb"
+	src=$kdir/linux-source-$series
+	have=$(awk '/^VERSION =/ {v=$3} /^PATCHLEVEL =/ {p=$3} /^SUBLEVEL =/ {s=$3}
+		END {print v "." p "." s}' "$src/Makefile")
+	[ "$have" = "$upstream" ] || die "linux-source-$series is $have, the arm64 headers $upstream"
+	cp "$kdir/hdr/usr/src/linux-headers-$kver/.config" "$kdir/build/.config"
+	cp "$kdir/hdr/usr/src/linux-headers-$kver/Module.symvers" "$kdir/build/Module.symvers"
+	rm -rf "$kdir/hdr"
+	log "preparing the arm64 build directory (olddefconfig, modules_prepare)"
+	make -C "$src" O="$kdir/build" ARCH=arm64 CROSS_COMPILE=$CROSS \
+		KERNELRELEASE="$kver" olddefconfig modules_prepare >"$kdir/prepare.log" 2>&1 ||
+		{ tail -n 30 "$kdir/prepare.log" >&2; die "modules_prepare failed"; }
+	touch "$kdir/.prepared"
+fi
+src=$kdir/linux-source-$series
+
+# A clean copy of the module's sources for each build.
+mod=$top/module
+rm -rf "$mod"
+mkdir -p "$mod"
+cp -r "$VIOMMU_TOP/src" "$VIOMMU_TOP/VERSION" "$mod/"
+status=0
+make -C "$src" O="$kdir/build" ARCH=arm64 CROSS_COMPILE=$CROSS KERNELRELEASE="$kver" \
+	M="$mod/src" VIOMMU_FQ_VERSION="$(cat "$VIOMMU_TOP/VERSION")" "$@" modules \
+	>"$top/build.log" 2>&1 || status=$?
+grep -vE '^  [A-Z0-9]+ |^make(\[[0-9]+\])?: (Entering|Leaving)' "$top/build.log" >&2 || true
+if [ "$status" -ne 0 ] || [ ! -f "$mod/src/virtio-iommu.ko" ]; then
+	die "arm64 build for $kver failed"
+fi
+echo "$mod/src/virtio-iommu.ko"
