@@ -203,6 +203,33 @@ static void viommu_failclosed_blocked_attach(struct kunit *test)
 }
 
 /*
+ * An instance whose domain range leaves no blocking domain ID, endpoint 3
+ * in a paging domain with one mapping, then blocked: the attach succeeds,
+ * as the core requires.
+ */
+static struct vfake_env *viommu_fc_block_no_id(struct kunit *test,
+					       struct vfake_cfg *cfg, u8 bypass,
+					       struct viommu_domain **vdom)
+{
+	struct viommu_endpoint *ep;
+	struct vfake_env *env;
+
+	cfg->domain_start = 5;
+	cfg->domain_end = 6;
+	env = vfake_env_create(test, cfg);
+	KUNIT_ASSERT_EQ(test, env->viommu->blocking_id, 0);
+	env->fake->config.bypass = bypass;
+	ep = vfake_env_simple_endpoint(env, 3);
+	*vdom = vfake_env_domain(env, ep, IOMMU_DOMAIN_DMA);
+	KUNIT_ASSERT_EQ(test, viommu_attach_paging(&(*vdom)->domain, ep->dev), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(*vdom, SZ_1M, SZ_4M, SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, viommu_attach_blocked(&viommu_blocked_domain,
+						    ep->dev), 0);
+	KUNIT_EXPECT_EQ(test, ep->attached, VIOMMU_ATTACHED_BLOCKED);
+	return env;
+}
+
+/*
  * Blocking without a blocking domain ID (the domain range is too small to
  * keep one) still succeeds, as the core requires. The endpoint is
  * detached, with the bypass field cleared, so that the device blocks it.
@@ -211,45 +238,27 @@ static void viommu_failclosed_blocked_attach(struct kunit *test)
  */
 static void viommu_failclosed_blocked_no_id(struct kunit *test)
 {
-	struct viommu_endpoint *ep;
 	struct viommu_domain *vdom;
+	struct device *dev;
 	struct vfake_env *env;
 	struct vfake_cfg cfg;
 
 	vfake_default_cfg(&cfg);
-	cfg.domain_start = 5;
-	cfg.domain_end = 6;
-	env = vfake_env_create(test, &cfg);
-	KUNIT_ASSERT_EQ(test, env->viommu->blocking_id, 0);
-	env->fake->config.bypass = 1;
-	ep = vfake_env_simple_endpoint(env, 3);
-	vdom = vfake_env_domain(env, ep, IOMMU_DOMAIN_DMA);
-	KUNIT_ASSERT_EQ(test, viommu_attach_paging(&vdom->domain, ep->dev), 0);
-	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M, SZ_4M, SZ_4K, RW), 0);
-	KUNIT_EXPECT_EQ(test, viommu_attach_blocked(&viommu_blocked_domain,
-						    ep->dev), 0);
-	KUNIT_EXPECT_EQ(test, ep->attached, VIOMMU_ATTACHED_BLOCKED);
+	env = viommu_fc_block_no_id(test, &cfg, 1, &vdom);
+	dev = env->eps[0].dev;
 	KUNIT_EXPECT_EQ(test, vfake_endpoint_domain(env->fake, 3), 0);
 	KUNIT_EXPECT_EQ(test, env->fake->config.bypass, 0);
 	KUNIT_EXPECT_FALSE(test, viommu_engine_broken(&env->viommu->engine));
 	/* Blocked twice, then back to the paging domain. */
-	KUNIT_EXPECT_EQ(test, viommu_attach_blocked(&viommu_blocked_domain,
-						    ep->dev), 0);
-	KUNIT_EXPECT_EQ(test, viommu_attach_paging(&vdom->domain, ep->dev), 0);
+	KUNIT_EXPECT_EQ(test, viommu_attach_blocked(&viommu_blocked_domain, dev), 0);
+	KUNIT_EXPECT_EQ(test, viommu_attach_paging(&vdom->domain, dev), 0);
 	KUNIT_EXPECT_EQ(test, vfake_endpoint_domain(env->fake, 3), vdom->id);
 	vfake_expect_same_mappings(test, env->fake, vdom);
 
 	cfg.features &= ~BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG);
 	cfg.features |= BIT_ULL(VIRTIO_IOMMU_F_BYPASS);
-	env = vfake_env_create(test, &cfg);
+	env = viommu_fc_block_no_id(test, &cfg, 0, &vdom);
 	KUNIT_ASSERT_TRUE(test, env->viommu->has_legacy_bypass);
-	ep = vfake_env_simple_endpoint(env, 3);
-	vdom = vfake_env_domain(env, ep, IOMMU_DOMAIN_DMA);
-	KUNIT_ASSERT_EQ(test, viommu_attach_paging(&vdom->domain, ep->dev), 0);
-	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M, SZ_4M, SZ_4K, RW), 0);
-	KUNIT_EXPECT_EQ(test, viommu_attach_blocked(&viommu_blocked_domain,
-						    ep->dev), 0);
-	KUNIT_EXPECT_EQ(test, ep->attached, VIOMMU_ATTACHED_BLOCKED);
 	viommu_fc_expect_blocked(test, env, vdom);
 }
 
