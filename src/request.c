@@ -1192,6 +1192,7 @@ static enum hrtimer_restart viommu_flush_timer_fn(struct hrtimer *timer)
 	struct viommu_engine *eng = container_of(timer, struct viommu_engine,
 						 flush_timer);
 	unsigned long flags;
+	bool submit;
 
 	spin_lock_irqsave(&eng->lock, flags);
 	/*
@@ -1201,18 +1202,17 @@ static enum hrtimer_restart viommu_flush_timer_fn(struct hrtimer *timer)
 	 * fit is tried again shortly. A device that stops answering is
 	 * caught by the next sync (a flush, at the latest dma-iommu's).
 	 */
-	if (eng->nr_deferred && !eng->broken && !eng->frozen) {
+	submit = eng->nr_deferred && !eng->broken && !eng->frozen;
+	if (submit) {
 		viommu_submit_locked(eng, VIOMMU_CAUSE_TIMER);
 		eng->force_kick = true;
 		viommu_kick_locked(eng, &flags);
-		viommu_reap_locked(eng);
-		if (eng->nr_deferred)
-			hrtimer_start(&eng->flush_timer,
-				      ktime_add_us(ktime_get(), VIOMMU_REKICK_US),
-				      HRTIMER_MODE_ABS_SOFT);
-	} else {
-		viommu_reap_locked(eng);
 	}
+	viommu_reap_locked(eng);
+	if (submit && eng->nr_deferred)
+		hrtimer_start(&eng->flush_timer,
+			      ktime_add_us(ktime_get(), VIOMMU_REKICK_US),
+			      HRTIMER_MODE_ABS_SOFT);
 	spin_unlock_irqrestore(&eng->lock, flags);
 	return HRTIMER_NORESTART;
 }
