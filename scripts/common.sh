@@ -26,15 +26,19 @@ debian_mirror() {
 	echo "${uri:-http://deb.debian.org/debian}"
 }
 
-# apt options that point apt-get/apt-cache at a private sid package list.
-sid_apt_opts() {
-	echo "-o Dir::Etc::sourcelist=$SID_APT/sources.list" \
+# apt options that point apt-get/apt-cache at the package lists, cache and
+# sources.list kept under DIR instead of the host's.
+private_apt_opts() { # DIR
+	echo "-o Dir::Etc::sourcelist=$1/sources.list" \
 	     "-o Dir::Etc::sourceparts=-" \
-	     "-o Dir::State::Lists=$SID_APT/lists" \
-	     "-o Dir::Cache=$SID_APT/cache" \
-	     "-o Dir::Cache::archives=$SID_APT/archives" \
+	     "-o Dir::State::Lists=$1/lists" \
+	     "-o Dir::Cache=$1/cache" \
+	     "-o Dir::Cache::archives=$1/archives" \
 	     "-o APT::Get::List-Cleanup=0"
 }
+
+# apt options that point apt-get/apt-cache at a private sid package list.
+sid_apt_opts() { private_apt_opts "$SID_APT"; }
 
 sid_apt_update() {
 	mkdir -p "$SID_APT/lists/partial" "$SID_APT/cache" "$SID_APT/archives/partial"

@@ -45,15 +45,11 @@ mkdir -p "$top"
 exec 8>"$top/.lock"
 flock 8
 
-# apt_arch ARCH ARGS...: apt-get/apt-cache on private lists of $suite.
+# apt_dir ARCH, apt_opts ARCH: the private apt lists of $suite for ARCH.
 apt_dir() { echo "$VIOMMU_CACHE/arm64/apt-$suite-$1"; }
 apt_opts() {
-	local d
-	d=$(apt_dir "$1")
 	echo "-o APT::Architecture=$1 -o APT::Architectures::=$1" \
-		"-o Dir::Etc::sourcelist=$d/sources.list -o Dir::Etc::sourceparts=-" \
-		"-o Dir::State::Lists=$d/lists -o Dir::Cache=$d/cache" \
-		"-o Dir::Cache::archives=$d/archives -o APT::Get::List-Cleanup=0" \
+		"$(private_apt_opts "$(apt_dir "$1")")" \
 		"-o APT::Sandbox::User=root"
 }
 apt_update() { # ARCH
