@@ -17,13 +17,16 @@
 #   bench_jobs    comma list of jobs: A (randwrite 64k qd16, one job per
 #                 vCPU) and B (randrw 50/50 4k qd128, one job)
 #   bench_verify  1: a short fio crc32c verify on the file-backed NVMe
+#   bench_prof    1: at the end, /proc/kallsyms's functions, gzipped, onto
+#                 the raw virtio-blk disk (bench/run.sh --insn-profile)
 #
 # Reports (second serial port, guest-lib.sh protocol):
-#   RESULT setup|mode|<job>-<buf>|verify|dmesg PASS|FAIL ...
+#   RESULT setup|mode|<job>-<buf>|verify|kallsyms|dmesg PASS|FAIL ...
 #   METRIC fio:<job>-<buf> <fio JSON on one line>
 #   METRIC ctr:<job>-<buf> name=value,...   (ours: counters after the job,
 #                                            reset just before it)
 #   METRIC huge:<job>-<buf> <hugepages in use during the job>
+#   METRIC steady:<job>-<buf> <disk I/Os at mark 3> <at mark 4>  (--insns)
 . /lib/viommu/guest-lib.sh
 
 DRV=${bench_drv:-none}
@@ -46,7 +49,22 @@ info "bench config ${bench_cfg:-?}: drv=$DRV type=$TYPE map=$MAP sq=$SQ rt=$RT b
 fail_rest() { # REASON: fail every remaining planned case and stop
 	for _j in $JOBS; do for _b in $BUFS; do result "$_j-$_b" FAIL "not run: $1"; done; done
 	[ "$VERIFY" = 1 ] && result verify FAIL "not run: $1"
-	_bad=$(dmesg_bad | head -n 20)
+	# With bench/run.sh --insn-profile, the kernel's and modules' function
+# addresses of this boot (KASLR), gzipped onto the virtio-blk disk, where
+# the host names the profiled blocks with them.
+if [ "${bench_prof:-0}" = 1 ]; then
+	modload virtio_blk
+	_k=0
+	while [ ! -b /dev/vda ] && [ $_k -lt 100 ]; do sleep 0.1; _k=$((_k + 1)); done
+	if [ -b /dev/vda ] &&
+		awk '$2 ~ /^[tTwW]$/' /proc/kallsyms | gzip -c | dd of=/dev/vda bs=64k conv=fsync 2>/dev/null; then
+		result kallsyms PASS "function addresses written to /dev/vda"
+	else
+		result kallsyms FAIL "could not write /proc/kallsyms to /dev/vda"
+	fi
+fi
+
+_bad=$(dmesg_bad | head -n 20)
 	result dmesg "$([ -z "$_bad" ] && echo PASS || echo FAIL)" "$_bad"
 	exit 1
 }
@@ -174,6 +192,32 @@ jobfile() {
 	echo "$_f"
 }
 
+# disk_ios: I/Os the benchmark disk has completed (reads + writes).
+disk_ios() {
+	awk '{ print $1 + $5 }' "/sys/block/$NDISK/stat"
+}
+
+# steady_window TAG (in the background of a fio job of RT seconds): marks
+# 3 and 4 around the job's steady state, from 0.5 s after the disk's first
+# I/O of the job to 1 s before the job's planned end; the disk's I/O count
+# at both ends in /tmp/steady.TAG.
+steady_window() {
+	_t0=$(uptime_s)
+	_i0=$(disk_ios)
+	_k=0
+	while [ "$(disk_ios)" = "$_i0" ] && [ $_k -lt $((RT * 5)) ]; do
+		sleep 0.2
+		_k=$((_k + 1))
+	done
+	sleep 0.5
+	disk_ios >"/tmp/steady.$1"
+	/bin/viommu-mark 3
+	_left=$(echo "$(uptime_s) $_t0 $RT" | awk '{ d = $2 + $3 - 1 - $1; print (d > 0.2 ? d : 0.2) }')
+	sleep "$_left"
+	/bin/viommu-mark 4
+	disk_ios >>"/tmp/steady.$1"
+}
+
 counters() {
 	_out=""
 	for _f in "$(fqdir)"/*; do
@@ -183,6 +227,17 @@ counters() {
 	done
 	echo "$_out"
 }
+
+# With bench/run.sh --insn-profile, where the kernel and its modules' code
+# lie in this boot (KASLR), so that the host can name the functions.
+if [ -x /bin/viommu-mark ]; then
+	metric ksym:_text "$(awk '$3 == "_text" { print $1; exit }' /proc/kallsyms)"
+	for _s in /sys/module/*/sections/.text*; do
+		[ -r "$_s" ] || continue
+		_m=${_s#/sys/module/}
+		metric "sect:${_m%%/*}:${_s##*/}" "$(cat "$_s")"
+	done
+fi
 
 for _j in $JOBS; do
 	for _b in $BUFS; do
@@ -194,11 +249,24 @@ for _j in $JOBS; do
 		( sleep $((RT / 2 + 1)); awk '/HugePages_Total/{t=$2} /HugePages_Free/{f=$2} END{print t-f}' /proc/meminfo >"/tmp/huge.$_tag" ) &
 		_sp=$!
 		# With bench/run.sh --insns, the plugin counts the guest's
-		# instructions between these two marks.
-		[ ! -x /bin/viommu-mark ] || /bin/viommu-mark 1
+		# instructions between marks 1 and 2 (the whole job, fio's start
+		# and exit included), and between marks 3 and 4: the steady
+		# state (steady_window), with the I/Os the disk completed in it.
+		_ss=""
+		if [ -x /bin/viommu-mark ]; then
+			/bin/viommu-mark 1
+			if [ "$RT" -ge 3 ]; then
+				steady_window "$_tag" &
+				_ss=$!
+			fi
+		fi
 		fio --output-format=json --percentile_list=50:99 "$_jf" >"/tmp/$_tag.json" 2>"/tmp/$_tag.err"
 		_rc=$?
 		[ ! -x /bin/viommu-mark ] || /bin/viommu-mark 2
+		if [ -n "$_ss" ]; then
+			wait "$_ss"
+			metric "steady:$_tag" "$(tr '\n' ' ' <"/tmp/steady.$_tag")"
+		fi
 		_ctr=""
 		[ "$DRV" = ours ] && _ctr=$(counters)
 		wait $_sp
@@ -241,6 +309,21 @@ for _c in /sys/bus/pci/drivers/nvme/0000:*; do
 	[ -e "$_c" ] && basename "$_c" >/sys/bus/pci/drivers/nvme/unbind
 done
 info "nvme controllers unbound in $(echo "$(uptime_s) $_t0" | awk '{printf "%.2f", $1-$2}') s"
+
+# With bench/run.sh --insn-profile, the kernel's and modules' function
+# addresses of this boot (KASLR), gzipped onto the virtio-blk disk, where
+# the host names the profiled blocks with them.
+if [ "${bench_prof:-0}" = 1 ]; then
+	modload virtio_blk
+	_k=0
+	while [ ! -b /dev/vda ] && [ $_k -lt 100 ]; do sleep 0.1; _k=$((_k + 1)); done
+	if [ -b /dev/vda ] &&
+		awk '$2 ~ /^[tTwW]$/' /proc/kallsyms | gzip -c | dd of=/dev/vda bs=64k conv=fsync 2>/dev/null; then
+		result kallsyms PASS "function addresses written to /dev/vda"
+	else
+		result kallsyms FAIL "could not write /proc/kallsyms to /dev/vda"
+	fi
+fi
 
 _bad=$(dmesg_bad | head -n 20)
 if [ -z "$_bad" ]; then

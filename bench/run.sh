@@ -13,7 +13,7 @@
 #
 #   bench/run.sh [--rounds N] [--runtime S] [--configs a,b,...] [--ordinary]
 #                [--bufs L] [--verify] [--smoke] [--out DIR] [--profile S] [--insns]
-#                [--list]
+#                [--insn-profile] [--list]
 #
 #   --rounds N     rounds (default 5); each round boots every configuration once
 #   --runtime S    seconds per fio job (default 8)
@@ -32,6 +32,10 @@
 #   --insns        count the guest's instructions per I/O, kernel and user
 #                  apart (a TCG plugin, bench/plugin/): a figure that does
 #                  not depend on the host's load or speed; slows TCG a little
+#   --insn-profile with --insns, also the guest kernel's instructions per I/O
+#                  by component and function (DIR/insn-profile.md, from
+#                  bench/insn-profile.py); slows TCG further, so the
+#                  throughput figures of such a run are not headline figures
 #
 # Output: DIR/<round>-<config>/ (QEMU logs, results.log), DIR/results.json
 # (every run: fio's JSON, this module's counters, boot attempts), DIR/summary.md
@@ -66,9 +70,9 @@ ALL_CONFIGS=(
 	"lazy+map-sq    ours    DMA-FQ  1 1 -"
 )
 
-ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0 INSNS=0
+ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0 INSNS=0 INSN_PROFILE=0
 ARGS_GIVEN="$*"
-usage() { sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,38p' "$0" | sed 's/^# \{0,1\}//'; }
 need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -82,6 +86,7 @@ while [ $# -gt 0 ]; do
 	--out) need_arg "$@"; OUT=$2; shift ;;
 	--profile) need_arg "$@"; PROFILE=$2; shift ;;
 	--insns) INSNS=1 ;;
+	--insn-profile) INSNS=1 INSN_PROFILE=1 ;;
 	--list) for c in "${ALL_CONFIGS[@]}"; do echo "${c%% *}"; done; exit 0 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
@@ -258,23 +263,37 @@ job_close() {
 	rm -f "$d/.cpu-start-$tag"
 }
 
-# job_insns RUNDIR: RUNDIR/insn-<tag>.txt ("kernel N", "user N": guest
-# instructions from just before to just after the job's fio) from the
-# plugin's marks (RUNDIR/insns.txt) and the order of the jobs in results.log.
+# job_insns RUNDIR: RUNDIR/insn-<tag>.txt from the plugin's marks
+# (RUNDIR/insns.txt) and the order of the jobs in results.log: "kernel N",
+# "user N", guest instructions from just before to just after the job's
+# fio; "steady_kernel N", "steady_user N", "steady_ios N", the same over
+# the job's steady state (marks 3 and 4, bench/guest.sh) and the disk's
+# I/Os in it.
 job_insns() {
 	local d=$1
 	awk 'FNR == NR { if ($1 == "mark") { id[++n] = $2; k[n] = $6; u[n] = $8 }; next }
 		/^INFO job .* start/ { tags[++t] = $3 }
+		/^METRIC steady:/ { sub(/^steady:/, "", $2); sios[$2] = $4 - $3 }
 		END {
-			j = 0
-			for (i = 1; i < n; i++) {
-				if (id[i] != 1 || id[i + 1] != 2)
-					continue
-				if (++j > t)
-					break
-				f = dir "/insn-" tags[j] ".txt"
-				printf "kernel %d\nuser %d\n", k[i + 1] - k[i], u[i + 1] - u[i] >f
-				close(f)
+			j = 0; s = 0; a1 = 0; a3 = 0
+			for (i = 1; i <= n; i++) {
+				if (id[i] == 1)
+					a1 = i
+				if (id[i] == 3)
+					a3 = i
+				if (id[i] == 2 && a1 && ++j <= t) {
+					f = dir "/insn-" tags[j] ".txt"
+					printf "kernel %d\nuser %d\n", k[i] - k[a1], u[i] - u[a1] >>f
+					close(f)
+					a1 = 0
+				}
+				if (id[i] == 4 && a3 && ++s <= t && sios[tags[s]] > 0) {
+					f = dir "/insn-" tags[s] ".txt"
+					printf "steady_kernel %d\nsteady_user %d\nsteady_ios %d\n",
+						k[i] - k[a3], u[i] - u[a3], sios[tags[s]] >>f
+					close(f)
+					a3 = 0
+				}
 			}
 		}' dir="$d" "$d/insns.txt" "$d/results.log" 2>/dev/null || true
 }
@@ -379,6 +398,7 @@ run_one() { # ROUND CONFIG
 	append="bench_cfg=$name bench_drv=$drv bench_type=$type bench_rt=$RUNTIME bench_bufs=$BUFS bench_jobs=A,B"
 	append+=" bench_verify=$([ "$drv" = ours ] && echo "$VERIFY" || echo 0)"
 	[ "$map" != - ] && append+=" bench_map=$map bench_sq=$sq"
+	[ "$INSN_PROFILE" = 1 ] && append+=" bench_prof=1"
 	[ "$extra" != - ] && append+=" $extra"
 	local iommu=1
 	case $drv in
@@ -394,15 +414,19 @@ run_one() { # ROUND CONFIG
 	qargs+=(-blockdev "driver=null-co,node-name=benchnull,size=8589934592"
 		-device "nvme,serial=bench-null,drive=benchnull")
 	if [ -n "$PLUGIN" ]; then
-		rm -f "$d/insns.txt"
-		qargs+=(-plugin "$PLUGIN,out=$d/insns.txt")
+		rm -f "$d/insns.txt" "$d/prof-blocks.txt"
+		if [ "$INSN_PROFILE" = 1 ]; then
+			qargs+=(-plugin "$PLUGIN,out=$d/insns.txt,prof=$d/prof-blocks.txt")
+		else
+			qargs+=(-plugin "$PLUGIN,out=$d/insns.txt")
+		fi
 	fi
 	t1=$(date +%s)
 	job_watch "$d" &
 	local watcher=$!
 	status=fail tries=""
 	for n in 1 2; do
-		if VM_IOMMU=$iommu VM_TIMEOUT=$((150 + 2 * NBUFS * (RUNTIME + 15))) VM_DISK_SIZE=64M \
+		if VM_KEEP_DISKS=$INSN_PROFILE VM_IOMMU=$iommu VM_TIMEOUT=$((150 + 2 * NBUFS * (RUNTIME + 15))) VM_DISK_SIZE=64M \
 			viommu_vm_run "$d" "$kernel" "$initrd" "$append" -- "${qargs[@]}"; then
 			tries+="$VM_ATTEMPTS"
 			status=ok
@@ -421,7 +445,13 @@ run_one() { # ROUND CONFIG
 	kill "$watcher" 2>/dev/null || true
 	wait "$watcher" 2>/dev/null || true
 	rm -f "$d"/.cpu-*
+	rm -f "$d"/insn-*.txt
 	[ -z "$PLUGIN" ] || job_insns "$d"
+	if [ "$INSN_PROFILE" = 1 ]; then
+		# The guest's function addresses (bench/guest.sh, bench_prof).
+		gzip -dc <"$d/vblk.img" 2>/dev/null >"$d/kallsyms.txt" || true
+		rm -f "$d/nvme.img" "$d/vblk.img"
+	fi
 	[ "$PROFILE" -gt 0 ] && profile_report "$d"
 	n=$(grep -o 'infrastructure failure' <<<"$tries" | wc -l || true)
 	[ "$status" = qemu-error ] && n=0
@@ -483,6 +513,14 @@ rep_args=("$OUT" --elapsed "$elapsed" --boot-failures "$boot_failures")
 	failed=$((failed + 1))
 }
 [ -f "$OUT/summary.md" ] && cat "$OUT/summary.md"
+if [ "$INSN_PROFILE" = 1 ]; then
+	if /usr/bin/python3 "$TOP/bench/insn-profile.py" "$OUT" >"$OUT/insn-profile.md"; then
+		echo "guest kernel instructions per I/O by function: $OUT/insn-profile.md"
+	else
+		log "instruction profile failed"
+		failed=$((failed + 1))
+	fi
+fi
 echo
 echo "results: $OUT (total $(fmt_s "$elapsed"), $boot_failures early-boot failures retried)"
 echo "SUITE bench: $passed passed, $failed failed, $skipped skipped"

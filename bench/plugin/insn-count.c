@@ -18,10 +18,22 @@
  * slots. Counts are per translation block executed: a block left early by
  * an exception or interrupt counts whole, an error far below 1 % for the
  * figures this serves.
+ *
+ * With prof=PFILE as well, the plugin also counts how often each kernel
+ * translation block runs, and at every marker appends the running totals
+ * to PFILE:
+ *   prof <id>
+ *   <block address, hex> <instructions in the block> <executions>
+ *   ...
+ *   end
+ * bench/insn-profile.py turns the difference between two markers into
+ * guest kernel instructions per function (a profile that, like the totals,
+ * does not depend on the host).
  */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <qemu-plugin.h>
@@ -39,6 +51,20 @@ static struct vcpu_count counts[MAX_VCPUS];
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *out;
 
+/* One kernel block of the profile; its address is the hash key. */
+struct prof_block {
+	uint64_t vaddr;
+	uint64_t execs;
+	uint32_t insns;
+	struct prof_block *next;
+};
+
+#define PROF_BUCKETS (1u << 16)
+
+static struct prof_block *prof_table[PROF_BUCKETS];
+static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
+static FILE *prof_out;
+
 static const uint8_t marker[6] = { 0x0f, 0x1f, 0x80, 'V', 'I', 'O' };
 
 static void tb_exec(unsigned int vcpu, void *udata)
@@ -47,6 +73,56 @@ static void tb_exec(unsigned int vcpu, void *udata)
 
 	if (vcpu < MAX_VCPUS)
 		counts[vcpu].insns[v & 1] += v >> 1;
+}
+
+static void prof_exec(unsigned int vcpu, void *udata)
+{
+	struct prof_block *b = udata;
+
+	__atomic_fetch_add(&b->execs, 1, __ATOMIC_RELAXED);
+}
+
+/* The block at @vaddr, created on first translation (blocks are retranslated). */
+static struct prof_block *prof_get(uint64_t vaddr, uint32_t insns)
+{
+	unsigned int h = (unsigned int)((vaddr * 0x9e3779b97f4a7c15ULL) >> 48);
+	struct prof_block *b;
+
+	pthread_mutex_lock(&prof_lock);
+	for (b = prof_table[h]; b; b = b->next)
+		if (b->vaddr == vaddr && b->insns == insns)
+			break;
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (b) {
+			b->vaddr = vaddr;
+			b->insns = insns;
+			b->next = prof_table[h];
+			prof_table[h] = b;
+		}
+	}
+	pthread_mutex_unlock(&prof_lock);
+	return b;
+}
+
+static void prof_dump(unsigned int id)
+{
+	struct prof_block *b;
+	unsigned int h;
+
+	pthread_mutex_lock(&prof_lock);
+	fprintf(prof_out, "prof %u\n", id);
+	for (h = 0; h < PROF_BUCKETS; h++)
+		for (b = prof_table[h]; b; b = b->next) {
+			uint64_t n = __atomic_load_n(&b->execs, __ATOMIC_RELAXED);
+
+			if (n)
+				fprintf(prof_out, "%" PRIx64 " %u %" PRIu64 "\n",
+					b->vaddr, b->insns, n);
+		}
+	fprintf(prof_out, "end\n");
+	fflush(prof_out);
+	pthread_mutex_unlock(&prof_lock);
 }
 
 static void mark_exec(unsigned int vcpu, void *udata)
@@ -63,6 +139,8 @@ static void mark_exec(unsigned int vcpu, void *udata)
 		(unsigned int)(uintptr_t)udata, vcpu, k, u);
 	fflush(out);
 	pthread_mutex_unlock(&out_lock);
+	if (prof_out)
+		prof_dump((unsigned int)(uintptr_t)udata);
 }
 
 static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -72,6 +150,13 @@ static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 
 	qemu_plugin_register_vcpu_tb_exec_cb(tb, tb_exec, QEMU_PLUGIN_CB_NO_REGS,
 					     (void *)(uintptr_t)(n << 1 | kernel));
+	if (kernel && prof_out) {
+		struct prof_block *b = prof_get(qemu_plugin_tb_vaddr(tb), n);
+
+		if (b)
+			qemu_plugin_register_vcpu_tb_exec_cb(tb, prof_exec,
+							     QEMU_PLUGIN_CB_NO_REGS, b);
+	}
 	if (kernel)
 		return;
 	for (i = 0; i < n; i++) {
@@ -89,18 +174,23 @@ static void at_exit(qemu_plugin_id_t id, void *p)
 {
 	if (out)
 		fclose(out);
+	if (prof_out)
+		fclose(prof_out);
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id,
 					   const qemu_info_t *info,
 					   int argc, char **argv)
 {
-	const char *path = NULL;
+	const char *path = NULL, *prof = NULL;
 	int i;
 
-	for (i = 0; i < argc; i++)
+	for (i = 0; i < argc; i++) {
 		if (!strncmp(argv[i], "out=", 4))
 			path = argv[i] + 4;
+		else if (!strncmp(argv[i], "prof=", 5))
+			prof = argv[i] + 5;
+	}
 	if (!path) {
 		fprintf(stderr, "insn-count: out=FILE is required\n");
 		return -1;
@@ -109,6 +199,13 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id,
 	if (!out) {
 		perror(path);
 		return -1;
+	}
+	if (prof) {
+		prof_out = fopen(prof, "a");
+		if (!prof_out) {
+			perror(prof);
+			return -1;
+		}
 	}
 	qemu_plugin_register_vcpu_tb_trans_cb(id, tb_trans);
 	qemu_plugin_register_atexit_cb(id, at_exit, NULL);
