@@ -170,6 +170,100 @@ static void viommu_deferral_map_sync_threshold(struct kunit *test)
 	vfake_expect_same_mappings(test, c.fake, c.vdom);
 }
 
+/*
+ * Deferred UNMAPs wait apart from the other requests, but reach the device
+ * in the order they were queued in when everything is submitted.
+ */
+static void viommu_deferral_queue_order(struct kunit *test)
+{
+	static const struct { u8 type; u64 start; } want[] = {
+		{ VIRTIO_IOMMU_T_UNMAP, SZ_1M },
+		{ VIRTIO_IOMMU_T_MAP, SZ_2M },
+		{ VIRTIO_IOMMU_T_UNMAP, SZ_1M + SZ_8K },
+		{ VIRTIO_IOMMU_T_MAP, SZ_2M + SZ_8K },
+	};
+	const struct vfake_record *r;
+	struct viommu_lazy_ctx c;
+	unsigned int i, first;
+
+	viommu_lazy_setup(test, &c, VIOMMU_FLUSH_TIMEOUT_MAX_MS, false);
+	viommu_map_scattered(test, c.vdom, 2);
+	first = c.fake->nr_records;
+	KUNIT_EXPECT_EQ(test, vfake_unmap(c.vdom, SZ_1M, SZ_4K, true), SZ_4K);
+	KUNIT_ASSERT_EQ(test, vfake_map(c.vdom, SZ_2M, SZ_32M, SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, vfake_unmap(c.vdom, SZ_1M + SZ_8K, SZ_4K, true), SZ_4K);
+	KUNIT_ASSERT_EQ(test, vfake_map(c.vdom, SZ_2M + SZ_8K, SZ_64M, SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, c.fake->nr_records, first);
+	viommu_paging_ops.flush_iotlb_all(&c.vdom->domain);
+	KUNIT_ASSERT_EQ(test, c.fake->nr_records, first + ARRAY_SIZE(want));
+	for (i = 0; i < ARRAY_SIZE(want); i++) {
+		r = &c.fake->records[first + i];
+		KUNIT_EXPECT_EQ_MSG(test, r->type, want[i].type, "request %u", i);
+		KUNIT_EXPECT_EQ_MSG(test, r->start, want[i].start, "request %u", i);
+		KUNIT_EXPECT_EQ(test, r->status, VIRTIO_IOMMU_S_OK);
+	}
+	vfake_expect_same_mappings(test, c.fake, c.vdom);
+}
+
+/*
+ * A deferred UNMAP extends an adjacent one however many wait after it, at
+ * either end: found by its ends, not by a search.
+ */
+static void viommu_deferral_merge_ends(struct kunit *test)
+{
+	unsigned int i, nr = VIOMMU_PIGGYBACK_MIN - 2, first;
+	const struct vfake_record *r;
+	struct viommu_lazy_ctx c;
+
+	viommu_lazy_setup(test, &c, VIOMMU_FLUSH_TIMEOUT_MAX_MS, false);
+	/* Pages 8 KiB apart, and the pages around the first. */
+	viommu_map_scattered(test, c.vdom, nr);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(c.vdom, SZ_1M - SZ_4K, SZ_1G, SZ_4K, RW), 0);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(c.vdom, SZ_1M + SZ_4K, SZ_1G + SZ_64K,
+					     SZ_4K, RW), 0);
+	for (i = 0; i < nr; i++)
+		KUNIT_EXPECT_EQ(test, vfake_unmap(c.vdom, SZ_1M + i * SZ_8K,
+						  SZ_4K, true), SZ_4K);
+	KUNIT_EXPECT_EQ(test, viommu_pending(c.eng), nr);
+	/* Just before the oldest, then just after it. */
+	KUNIT_EXPECT_EQ(test, vfake_unmap(c.vdom, SZ_1M - SZ_4K, SZ_4K, true), SZ_4K);
+	KUNIT_EXPECT_EQ(test, vfake_unmap(c.vdom, SZ_1M + SZ_4K, SZ_4K, true), SZ_4K);
+	KUNIT_EXPECT_EQ(test, viommu_pending(c.eng), nr);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(c.eng, VIOMMU_STAT_MERGED_UNMAPS), 2);
+	first = c.fake->nr_records;
+	viommu_paging_ops.flush_iotlb_all(&c.vdom->domain);
+	KUNIT_ASSERT_EQ(test, c.fake->nr_records, first + nr);
+	r = &c.fake->records[first];
+	KUNIT_EXPECT_EQ(test, r->type, VIRTIO_IOMMU_T_UNMAP);
+	KUNIT_EXPECT_EQ(test, r->start, SZ_1M - SZ_4K);
+	KUNIT_EXPECT_EQ(test, r->end, SZ_1M + SZ_8K - 1);
+	KUNIT_EXPECT_EQ(test, vfake_nr_mappings(c.fake, c.vdom->id), 0);
+	vfake_expect_same_mappings(test, c.fake, c.vdom);
+}
+
+/*
+ * A MAP of an IOVA whose deferred UNMAP still waits is not merged into an
+ * earlier MAP of the same call: that would move it ahead of the UNMAP,
+ * which would then remove the new mapping.
+ */
+static void viommu_deferral_map_merge_conflict(struct kunit *test)
+{
+	struct viommu_lazy_ctx c;
+
+	viommu_lazy_setup(test, &c, VIOMMU_FLUSH_TIMEOUT_MAX_MS, false);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(c.vdom, SZ_2M, SZ_16M, SZ_4K, RW), 0);
+	/* A call maps the page before, its UNMAP is queued, the call goes on. */
+	KUNIT_ASSERT_EQ(test, vfake_map(c.vdom, SZ_2M - SZ_4K, SZ_32M - SZ_4K,
+					SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, vfake_unmap(c.vdom, SZ_2M, SZ_4K, true), SZ_4K);
+	KUNIT_ASSERT_EQ(test, vfake_map(c.vdom, SZ_2M, SZ_32M, SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(c.eng, VIOMMU_STAT_MERGED_MAPS), 0);
+	KUNIT_EXPECT_EQ(test, vfake_sync_map(c.vdom, SZ_2M - SZ_4K, SZ_8K), 0);
+	KUNIT_EXPECT_EQ(test, viommu_pending(c.eng), 0);
+	KUNIT_EXPECT_NOT_NULL(test, vfake_find_mapping(c.fake, c.vdom->id, SZ_2M));
+	vfake_expect_same_mappings(test, c.fake, c.vdom);
+}
+
 /* Too many pending requests: they are submitted without waiting. */
 static void viommu_deferral_queue_full(struct kunit *test)
 {
@@ -424,6 +518,9 @@ static struct kunit_case viommu_deferral_test_cases[] = {
 	KUNIT_CASE(viommu_deferral_merge),
 	KUNIT_CASE(viommu_deferral_map_sync),
 	KUNIT_CASE(viommu_deferral_map_sync_threshold),
+	KUNIT_CASE(viommu_deferral_queue_order),
+	KUNIT_CASE(viommu_deferral_merge_ends),
+	KUNIT_CASE(viommu_deferral_map_merge_conflict),
 	KUNIT_CASE(viommu_deferral_queue_full),
 	KUNIT_CASE_PARAM(viommu_deferral_timeout, viommu_timer_gen_params),
 	KUNIT_CASE(viommu_deferral_timeout_zero),

@@ -338,6 +338,30 @@ static void viommu_request_broken_queue(struct kunit *test)
 	vfake_expect_same_mappings(test, env->fake, vdom);
 }
 
+/*
+ * The wait counted is the polling after the notification: none for a
+ * device that completes when notified, some for one that completes later.
+ */
+static void viommu_request_wait_time(struct kunit *test)
+{
+	struct vfake_env *env = vfake_env_default(test);
+	struct viommu_engine *eng = &env->viommu->engine;
+	struct viommu_endpoint *ep = vfake_env_simple_endpoint(env, 3);
+	struct viommu_domain *vdom = vfake_env_domain(env, ep, IOMMU_DOMAIN_UNMANAGED);
+
+	KUNIT_ASSERT_EQ(test, viommu_attach_paging(&vdom->domain, ep->dev), 0);
+	viommu_stats_reset(eng);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_1M, SZ_4M, SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_SYNC_WAITS), 1);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_SYNC_WAIT_NS), 0);
+
+	vfake_set_mode(env->fake, VFAKE_LATE, 20);
+	KUNIT_ASSERT_EQ(test, vfake_map_sync(vdom, SZ_2M, SZ_8M, SZ_4K, RW), 0);
+	KUNIT_EXPECT_EQ(test, viommu_stat_read(eng, VIOMMU_STAT_SYNC_WAITS), 2);
+	KUNIT_EXPECT_GT(test, viommu_stat_read(eng, VIOMMU_STAT_SYNC_WAIT_NS), 0);
+	vfake_expect_same_mappings(test, env->fake, vdom);
+}
+
 /* A sync with nothing outstanding does not notify the device. */
 static void viommu_request_idle_sync(struct kunit *test)
 {
@@ -361,6 +385,7 @@ static struct kunit_case viommu_request_test_cases[] = {
 	KUNIT_CASE_PARAM(viommu_request_queue_full, viommu_full_gen_params),
 	KUNIT_CASE(viommu_request_full_and_silent),
 	KUNIT_CASE(viommu_request_broken_queue),
+	KUNIT_CASE(viommu_request_wait_time),
 	KUNIT_CASE(viommu_request_idle_sync),
 	{}
 };

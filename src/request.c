@@ -3,10 +3,15 @@
  * virtio-iommu-fq request engine.
  *
  * Requests live in a fixed pool of slots, so the hot path never allocates.
- * A request is first queued on the driver-side pending list, where MAPs of
- * one mapping call and adjacent UNMAPs are merged, then submitted to the
- * device in one batch when somebody needs the result (a sync), when the
- * pending list is full, or when the deferral timer fires.
+ * A request is first queued on a driver-side list, where MAPs of one
+ * mapping call and adjacent UNMAPs are merged, then submitted to the device
+ * in one batch when somebody needs the result (a sync), when too many are
+ * pending, or when the deferral timer fires. Deferred UNMAPs (of lazy
+ * domains) wait on a list of their own, so that nothing on the path of a
+ * MAP walks them; both lists are submitted in the order of queueing
+ * (viommu_req.qseq), merged as they go to the device. Two small hash
+ * tables find a deferred UNMAP by either end, so that a new one extends an
+ * adjacent one without a search.
  *
  * Requests are numbered when they are handed to the device. The device may
  * complete them in any order; done_seq is the highest number below which
@@ -36,6 +41,7 @@
 
 #include <linux/delay.h>
 #include <linux/hardirq.h>
+#include <linux/hash.h>
 #include <linux/ktime.h>
 #include <linux/preempt.h>
 #include <linux/ratelimit.h>
@@ -50,11 +56,6 @@
 
 #define VIOMMU_TAIL_LEN	sizeof(struct virtio_iommu_req_tail)
 #define VIOMMU_PROBE_OUT_LEN	offsetof(struct virtio_iommu_req_probe, properties)
-
-void viommu_stat_add(struct viommu_engine *eng, enum viommu_stat stat, u64 val)
-{
-	this_cpu_add(eng->stats->count[stat], val);
-}
 
 u64 viommu_stat_read(struct viommu_engine *eng, enum viommu_stat stat)
 {
@@ -334,6 +335,55 @@ static void viommu_cancel_timer_locked(struct viommu_engine *eng)
 		hrtimer_try_to_cancel(&eng->flush_timer);
 }
 
+static struct hlist_head *viommu_merge_bucket(struct hlist_head *table,
+					      u32 domain_id, u64 addr)
+{
+	return &table[hash_64(addr ^ ((u64)domain_id << 48),
+			      VIOMMU_MERGE_HASH_BITS)];
+}
+
+/*
+ * Enter a deferred UNMAP in the tables: by its first address, and by the
+ * address after its last (none when it ends at U64_MAX: nothing follows).
+ */
+static void viommu_hash_deferred(struct viommu_engine *eng,
+				 struct viommu_req *req)
+{
+	struct virtio_iommu_req_unmap *unmap = &req->buf.unmap;
+	u32 domain_id = le32_to_cpu(unmap->domain);
+	u64 end = le64_to_cpu(unmap->virt_end);
+
+	hlist_add_head(&req->by_start,
+		       viommu_merge_bucket(eng->by_start, domain_id,
+					   le64_to_cpu(unmap->virt_start)));
+	if (end != U64_MAX)
+		hlist_add_head(&req->by_next,
+			       viommu_merge_bucket(eng->by_next, domain_id,
+						   end + 1));
+}
+
+static void viommu_unhash_deferred(struct viommu_req *req)
+{
+	hlist_del_init(&req->by_start);
+	hlist_del_init(&req->by_next);
+}
+
+/*
+ * The next request to submit: the first of @pending, or the first of
+ * @deferred if it was queued earlier (and deferred UNMAPs are submitted).
+ */
+static struct viommu_req *viommu_next_locked(struct viommu_engine *eng,
+					     bool keep_deferred)
+{
+	struct viommu_req *req, *unmap;
+
+	req = list_first_entry_or_null(&eng->pending, struct viommu_req, node);
+	if (keep_deferred || !eng->nr_deferred)
+		return req;
+	unmap = list_first_entry(&eng->deferred, struct viommu_req, node);
+	return !req || unmap->qseq < req->qseq ? unmap : req;
+}
+
 /*
  * Hand pending requests to the queue, in order, until the queue is full.
  * A map sync may leave deferred UNMAPs pending. Return the number of requests
@@ -352,21 +402,19 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 	bool keep_deferred = cause == VIOMMU_CAUSE_MAP_SYNC &&
 			     eng->nr_deferred < VIOMMU_PIGGYBACK_MIN &&
 			     !eng->deferred_conflict;
+	struct scatterlist *out = &eng->sg[0], *in = &eng->sg[1];
 	unsigned int batch = 0, deferred = 0;
-	struct viommu_req *req, *next;
-	struct scatterlist out, in;
+	struct viommu_req *req;
 	void *data;
 	int ret;
 
 	if (eng->frozen)
 		return 0;
-	list_for_each_entry_safe(req, next, &eng->pending, node) {
-		if (keep_deferred && req->deferred)
-			continue;
+	while ((req = viommu_next_locked(eng, keep_deferred))) {
 		data = viommu_req_data(req);
-		sg_init_one(&out, data, req->out_len);
-		sg_init_one(&in, data + req->out_len, req->in_len);
-		ret = eng->ops->add(eng->queue, &out, &in, req);
+		sg_set_buf(out, data, req->out_len);
+		sg_set_buf(in, data + req->out_len, req->in_len);
+		ret = eng->ops->add(eng->queue, out, in, req);
 		if (ret == -ENOSPC) {
 			viommu_stat_add(eng, VIOMMU_STAT_QUEUE_FULL, 1);
 			break;
@@ -378,6 +426,7 @@ static unsigned int viommu_submit_locked(struct viommu_engine *eng,
 		list_move_tail(&req->node, &eng->inflight);
 		eng->nr_pending--;
 		if (req->deferred) {
+			viommu_unhash_deferred(req);
 			deferred++;
 			eng->nr_deferred--;
 		}
@@ -484,6 +533,10 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
  * otherwise leave them unnoticed until somebody else kicks; the extra
  * notification costs nothing when the device is only slow.
  *
+ * The clock is read only once @done is found false: a device that
+ * completed the requests while it was notified costs no clock read. When
+ * @waited_ns is not NULL, it receives the time spent polling (0 then).
+ *
  * Returns 0, -ETIMEDOUT after the engine's bounded wait (the device is
  * then declared broken), -EIO as soon as the device is broken, or
  * -EBUSY when the engine is frozen (pm.c) before @done.
@@ -491,12 +544,15 @@ static void viommu_kick_locked(struct viommu_engine *eng, unsigned long *flags)
 static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 			      bool (*done)(struct viommu_engine *eng,
 					   const void *arg),
-			      const void *arg)
+			      const void *arg, u64 *waited_ns)
 	__must_hold(&eng->lock)
 {
-	ktime_t now, deadline, rekick;
+	ktime_t start, now, deadline, rekick;
 	bool notify;
+	int ret = 0;
 
+	if (waited_ns)
+		*waited_ns = 0;
 	viommu_reap_locked(eng);
 	if (done(eng, arg))
 		return 0;
@@ -504,7 +560,8 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 		return -EIO;
 	if (eng->frozen)
 		return -EBUSY;
-	now = ktime_get();
+	start = ktime_get();
+	now = start;
 	deadline = ktime_add_ns(now, eng->timeout_ns);
 	rekick = ktime_add_us(now, VIOMMU_REKICK_US);
 	for (;;) {
@@ -525,17 +582,24 @@ static int viommu_poll_locked(struct viommu_engine *eng, unsigned long *flags,
 		viommu_reap_locked(eng);
 		if (done(eng, arg))
 			break;
-		if (eng->broken)
-			return -EIO;
-		if (eng->frozen)
-			return -EBUSY;
+		if (eng->broken) {
+			ret = -EIO;
+			break;
+		}
+		if (eng->frozen) {
+			ret = -EBUSY;
+			break;
+		}
 		if (ktime_after(now, deadline)) {
 			viommu_stat_add(eng, VIOMMU_STAT_ERR_TIMEOUT, 1);
 			viommu_break_locked(eng, "did not answer within the bounded wait");
-			return -ETIMEDOUT;
+			ret = -ETIMEDOUT;
+			break;
 		}
 	}
-	return 0;
+	if (waited_ns)
+		*waited_ns = ktime_to_ns(ktime_sub(ktime_get(), start));
+	return ret;
 }
 
 static bool viommu_seq_done(struct viommu_engine *eng, const void *arg)
@@ -560,8 +624,9 @@ static bool viommu_req_done(struct viommu_engine *eng, const void *arg)
 
 /*
  * A synchronous wait: notify the device and poll until @done. The time
- * counted includes the notification, which is when an emulated device
- * does its work.
+ * counted is the polling after the notification; an emulated device that
+ * does its work during the notification (a trap to the hypervisor) adds
+ * none, and then no clock is read.
  */
 static int viommu_kick_and_wait_locked(struct viommu_engine *eng,
 				       unsigned long *flags,
@@ -569,15 +634,13 @@ static int viommu_kick_and_wait_locked(struct viommu_engine *eng,
 						    const void *arg),
 				       const void *arg)
 {
-	ktime_t start = ktime_get();
 	int ret;
 	u64 ns;
 
 	viommu_stat_add(eng, VIOMMU_STAT_SYNC_WAITS, 1);
 	viommu_kick_locked(eng, flags);
-	ret = viommu_poll_locked(eng, flags, done, arg);
-	ns = ktime_to_ns(ktime_sub(ktime_get(), start));
-	if (!ret)
+	ret = viommu_poll_locked(eng, flags, done, arg, &ns);
+	if (!ret && ns)
 		viommu_stat_add(eng, VIOMMU_STAT_SYNC_WAIT_NS, ns);
 	trace_viommu_sync_wait(ns, eng->submit_seq - eng->done_seq, ret);
 	return ret;
@@ -594,7 +657,8 @@ static int viommu_submit_all_locked(struct viommu_engine *eng,
 		return -EIO;
 	while (viommu_submit_locked(eng, cause)) {
 		viommu_kick_locked(eng, flags);
-		ret = viommu_poll_locked(eng, flags, viommu_has_room, NULL);
+		ret = viommu_poll_locked(eng, flags, viommu_has_room, NULL,
+					 NULL);
 		if (ret)
 			return ret;
 	}
@@ -610,14 +674,15 @@ static struct viommu_req *viommu_get_slot_locked(struct viommu_engine *eng,
 
 	if (eng->broken)
 		return ERR_PTR(-EIO);
-	viommu_reap_locked(eng);
+	if (list_empty(&eng->free_list))
+		viommu_reap_locked(eng);
 	if (list_empty(&eng->free_list)) {
 		viommu_stat_add(eng, VIOMMU_STAT_QUEUE_FULL, 1);
 		ret = viommu_submit_all_locked(eng, flags, VIOMMU_CAUSE_FULL);
 		if (!ret) {
 			viommu_kick_locked(eng, flags);
 			ret = viommu_poll_locked(eng, flags, viommu_slot_free,
-						 NULL);
+						 NULL, NULL);
 		}
 		if (ret)
 			return ERR_PTR(ret);
@@ -639,7 +704,8 @@ static struct viommu_req *viommu_get_slot_locked(struct viommu_engine *eng,
 static void viommu_append_locked(struct viommu_engine *eng,
 				 struct viommu_req *req)
 {
-	list_add_tail(&req->node, &eng->pending);
+	req->qseq = ++eng->queue_seq;
+	list_add_tail(&req->node, req->deferred ? &eng->deferred : &eng->pending);
 	eng->nr_pending++;
 }
 
@@ -647,14 +713,20 @@ static void viommu_append_locked(struct viommu_engine *eng,
 static int viommu_sync_locked(struct viommu_engine *eng, unsigned long *flags,
 			      enum viommu_submit_cause cause)
 {
-	u64 target;
+	u64 before = eng->submit_seq, target;
 	int ret;
 
 	ret = viommu_submit_all_locked(eng, flags, cause);
 	if (ret)
 		return ret;
 	target = eng->submit_seq;
-	viommu_reap_locked(eng);
+	/*
+	 * Requests just submitted have hardly ever completed before their
+	 * notification (the poll after it reaps them in any case): reap
+	 * first only when nothing new was submitted.
+	 */
+	if (target == before)
+		viommu_reap_locked(eng);
 	if (eng->done_seq < target)
 		ret = viommu_kick_and_wait_locked(eng, flags, viommu_seq_done,
 						  &target);
@@ -836,7 +908,8 @@ static void viommu_limit_pending_locked(struct viommu_engine *eng,
 /*
  * A MAP that overlaps a deferred UNMAP still pending (an IOVA reused before
  * the flush, which dma-iommu never does) must not overtake it: make the
- * next sync submit everything in order.
+ * next sync submit everything in order. The range that the deferred UNMAPs
+ * span rules out most MAPs without a walk.
  */
 static void viommu_check_deferred_conflict(struct viommu_engine *eng,
 					   u32 domain_id, u64 iova, u64 last)
@@ -844,11 +917,12 @@ static void viommu_check_deferred_conflict(struct viommu_engine *eng,
 	struct virtio_iommu_req_unmap *unmap;
 	struct viommu_req *req;
 
-	if (!eng->nr_deferred || eng->deferred_conflict)
+	if (!eng->nr_deferred || eng->deferred_conflict ||
+	    last < eng->deferred_lo || iova > eng->deferred_hi)
 		return;
-	list_for_each_entry(req, &eng->pending, node) {
+	list_for_each_entry(req, &eng->deferred, node) {
 		unmap = &req->buf.unmap;
-		if (req->deferred && le32_to_cpu(unmap->domain) == domain_id &&
+		if (le32_to_cpu(unmap->domain) == domain_id &&
 		    le64_to_cpu(unmap->virt_start) <= last &&
 		    le64_to_cpu(unmap->virt_end) >= iova) {
 			eng->deferred_conflict = true;
@@ -901,7 +975,11 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	      list_last_entry(&eng->pending, struct viommu_req, node);
 	if (merged)
 		*merged = false;
-	if (merged && req && !req->ext &&
+	/*
+	 * Extending an earlier MAP would move the range ahead of the deferred
+	 * UNMAPs queued since: not when one of them overlaps it.
+	 */
+	if (merged && req && !req->ext && !eng->deferred_conflict &&
 	    req->buf.head.type == VIRTIO_IOMMU_T_MAP && req->vdomain == vdom &&
 	    req->owner == token) {
 		map = &req->buf.map;
@@ -953,38 +1031,85 @@ int viommu_queue_map(struct viommu_engine *eng, struct viommu_domain *vdom,
 	return 0;
 }
 
-/*
- * Find a pending UNMAP of @domain_id exactly adjacent to [iova, last] that
- * can absorb it. A strict UNMAP must not move ahead of a MAP of the same
- * domain queued after the UNMAP it would join, so the search stops there;
- * a deferred one may (see the top of this file), unless that MAP overlaps
- * it.
- */
-static struct viommu_req *viommu_find_unmap_merge(struct viommu_engine *eng,
-						  u32 domain_id, u64 iova,
-						  u64 last, bool deferred)
+/* @req unmaps a range exactly adjacent to [iova, last]. */
+static bool viommu_unmap_adjacent(struct viommu_req *req, u64 iova, u64 last)
 {
-	struct virtio_iommu_req_unmap *unmap;
+	struct virtio_iommu_req_unmap *unmap = &req->buf.unmap;
+
+	return viommu_adjacent(le64_to_cpu(unmap->virt_end), iova) ||
+	       viommu_adjacent(last, le64_to_cpu(unmap->virt_start));
+}
+
+/*
+ * Find a strict UNMAP of @domain_id on @pending exactly adjacent to
+ * [iova, last] that can absorb it. It must not move ahead of a request of
+ * the same domain queued after the UNMAP it would join, so the search
+ * stops there.
+ */
+static struct viommu_req *viommu_find_strict_merge(struct viommu_engine *eng,
+						   u32 domain_id, u64 iova,
+						   u64 last)
+{
 	struct viommu_req *req;
 
 	list_for_each_entry_reverse(req, &eng->pending, node) {
 		if (req->ext || le32_to_cpu(req->buf.unmap.domain) != domain_id)
 			continue;
-		if (req->buf.head.type != VIRTIO_IOMMU_T_UNMAP) {
-			if (deferred && req->buf.head.type == VIRTIO_IOMMU_T_MAP &&
-			    (le64_to_cpu(req->buf.map.virt_end) < iova ||
-			     le64_to_cpu(req->buf.map.virt_start) > last))
-				continue;
+		if (req->buf.head.type != VIRTIO_IOMMU_T_UNMAP)
 			return NULL;
-		}
-		if (req->deferred != deferred)
-			continue;
-		unmap = &req->buf.unmap;
-		if (viommu_adjacent(le64_to_cpu(unmap->virt_end), iova) ||
-		    viommu_adjacent(last, le64_to_cpu(unmap->virt_start)))
+		if (viommu_unmap_adjacent(req, iova, last))
 			return req;
 	}
 	return NULL;
+}
+
+/*
+ * Find a deferred UNMAP of @domain_id exactly adjacent to [iova, last] that
+ * can absorb it: one that ends just before @iova, or else one that starts
+ * just after @last, each found in its table. A deferred UNMAP may move
+ * ahead of the MAPs queued after it (see the top of this file), not ahead
+ * of one that overlaps its range nor of another request of its domain
+ * (ATTACH, DETACH): those are on @pending, which is short.
+ */
+static struct viommu_req *viommu_find_deferred_merge(struct viommu_engine *eng,
+						     u32 domain_id, u64 iova,
+						     u64 last)
+{
+	struct viommu_req *req, *found = NULL;
+
+	hlist_for_each_entry(req, viommu_merge_bucket(eng->by_next, domain_id,
+						      iova), by_next) {
+		if (le32_to_cpu(req->buf.unmap.domain) == domain_id &&
+		    viommu_adjacent(le64_to_cpu(req->buf.unmap.virt_end), iova)) {
+			found = req;
+			break;
+		}
+	}
+	if (!found && last != U64_MAX) {
+		hlist_for_each_entry(req, viommu_merge_bucket(eng->by_start,
+							      domain_id,
+							      last + 1),
+				     by_start) {
+			if (le32_to_cpu(req->buf.unmap.domain) == domain_id &&
+			    le64_to_cpu(req->buf.unmap.virt_start) == last + 1) {
+				found = req;
+				break;
+			}
+		}
+	}
+	if (!found)
+		return NULL;
+	list_for_each_entry_reverse(req, &eng->pending, node) {
+		if (req->qseq < found->qseq)
+			break;
+		if (req->ext || le32_to_cpu(req->buf.unmap.domain) != domain_id)
+			continue;
+		if (req->buf.head.type != VIRTIO_IOMMU_T_MAP ||
+		    (le64_to_cpu(req->buf.map.virt_end) >= iova &&
+		     le64_to_cpu(req->buf.map.virt_start) <= last))
+			return NULL;
+	}
+	return found;
 }
 
 static void viommu_arm_timer_locked(struct viommu_engine *eng,
@@ -1020,13 +1145,18 @@ int viommu_queue_unmap(struct viommu_engine *eng, u32 domain_id, u64 iova,
 	unsigned int ms;
 
 	spin_lock_irqsave(&eng->lock, flags);
-	req = viommu_find_unmap_merge(eng, domain_id, iova, last, deferred);
+	req = deferred ? viommu_find_deferred_merge(eng, domain_id, iova, last) :
+			 viommu_find_strict_merge(eng, domain_id, iova, last);
 	if (req) {
 		unmap = &req->buf.unmap;
+		if (deferred)
+			viommu_unhash_deferred(req);
 		if (iova < le64_to_cpu(unmap->virt_start))
 			unmap->virt_start = cpu_to_le64(iova);
 		else
 			unmap->virt_end = cpu_to_le64(last);
+		if (deferred)
+			viommu_hash_deferred(eng, req);
 		viommu_stat_add(eng, VIOMMU_STAT_MERGED_UNMAPS, 1);
 	} else {
 		req = viommu_get_slot_locked(eng, &flags);
@@ -1046,12 +1176,20 @@ int viommu_queue_unmap(struct viommu_engine *eng, u32 domain_id, u64 iova,
 		req->in_len = VIOMMU_TAIL_LEN;
 		req->deferred = deferred;
 		viommu_append_locked(eng, req);
+		if (deferred)
+			viommu_hash_deferred(eng, req);
 		if (deferred && !eng->nr_deferred++) {
 			eng->oldest_deferred = ktime_get();
+			eng->deferred_lo = iova;
+			eng->deferred_hi = last;
 			ms = READ_ONCE(eng->knobs.flush_timeout_ms);
 			if (ms)
 				viommu_arm_timer_locked(eng, ms);
 		}
+	}
+	if (deferred) {
+		eng->deferred_lo = min(eng->deferred_lo, iova);
+		eng->deferred_hi = max(eng->deferred_hi, last);
 	}
 	if (deferred && !READ_ONCE(eng->knobs.flush_timeout_ms)) {
 		if (!viommu_submit_all_locked(eng, &flags, VIOMMU_CAUSE_TIMER))
@@ -1134,6 +1272,7 @@ void viommu_engine_forget_domain(struct viommu_engine *eng,
 	list_for_each_entry(req, &eng->pending, node)
 		if (req->vdomain == vdom)
 			req->vdomain = NULL;
+	/* Deferred UNMAPs have no vdomain. */
 	list_for_each_entry_safe(req, next, &vdom->failed_maps, node) {
 		list_del(&req->node);
 		viommu_release_locked(eng, req);
@@ -1226,6 +1365,9 @@ static void viommu_drop_pending_locked(struct viommu_engine *eng)
 {
 	struct viommu_req *req, *next;
 
+	list_for_each_entry(req, &eng->deferred, node)
+		viommu_unhash_deferred(req);
+	list_splice_tail_init(&eng->deferred, &eng->pending);
 	list_for_each_entry_safe(req, next, &eng->pending, node) {
 		list_del_init(&req->node);
 		if (req->waited && !req->abandoned) {
@@ -1339,6 +1481,7 @@ int viommu_engine_init(struct viommu_engine *eng, struct device *dev,
 	spin_lock_init(&eng->lock);
 	INIT_LIST_HEAD(&eng->free_list);
 	INIT_LIST_HEAD(&eng->pending);
+	INIT_LIST_HEAD(&eng->deferred);
 	INIT_LIST_HEAD(&eng->inflight);
 	eng->dev = dev;
 	eng->ops = ops;
@@ -1355,6 +1498,8 @@ int viommu_engine_init(struct viommu_engine *eng, struct device *dev,
 	}
 	for (i = 0; i < nr_slots; i++)
 		list_add_tail(&eng->slots[i].node, &eng->free_list);
+	sg_init_table(&eng->sg[0], 1);
+	sg_init_table(&eng->sg[1], 1);
 	viommu_hrtimer_setup(&eng->flush_timer, viommu_flush_timer_fn,
 			     CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
 	INIT_WORK(&eng->block_work, viommu_block_work_fn);
@@ -1385,6 +1530,7 @@ void viommu_engine_destroy(struct viommu_engine *eng)
 
 	cancel_work_sync(&eng->block_work);
 	hrtimer_cancel(&eng->flush_timer);
+	/* Deferred UNMAPs have no extension. */
 	list_for_each_entry_safe(req, next, &eng->pending, node)
 		kfree(req->ext);
 	list_for_each_entry_safe(req, next, &eng->inflight, node)

@@ -23,6 +23,7 @@
 #include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/rbtree.h>
+#include <linux/scatterlist.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/workqueue.h>
@@ -47,6 +48,8 @@ struct virtqueue;
 #define VIOMMU_KICK_ROUNDS		4
 /* Deferred UNMAPs that a map sync takes along (fewer wait for more merges). */
 #define VIOMMU_PIGGYBACK_MIN		32
+/* Buckets (log2) of the tables that find a deferred UNMAP by its ends. */
+#define VIOMMU_MERGE_HASH_BITS		6
 /* Default bounded wait for the device to complete a request. */
 #define VIOMMU_SYNC_TIMEOUT_MS		5000
 /* Knob limits. */
@@ -162,7 +165,10 @@ struct viommu_domain;
  */
 struct viommu_req {
 	struct list_head	node;
+	struct hlist_node	by_start;	/* deferred UNMAPs, see request.c */
+	struct hlist_node	by_next;
 	u64			seq;
+	u64			qseq;
 	struct viommu_domain	*vdomain;
 	unsigned long		owner;
 	u64			gen;
@@ -202,9 +208,20 @@ struct viommu_knobs {
  * @lock: protects everything below except @stats and @knobs
  * @ops: queue operations, @queue their argument
  * @dev: device for log messages
- * @slots: request pool; @free_list, @pending and @inflight hold its slots
- * @nr_pending: requests on @pending
- * @nr_deferred: deferred UNMAPs on @pending
+ * @slots: request pool; @free_list, @pending, @deferred and @inflight hold
+ *	its slots
+ * @pending: requests not yet submitted, except deferred UNMAPs
+ * @deferred: deferred UNMAPs not yet submitted
+ * @queue_seq: queue order of the last request put on @pending or @deferred
+ *	(viommu_req.qseq), by which the two are submitted
+ * @nr_pending: requests on @pending and @deferred
+ * @nr_deferred: requests on @deferred
+ * @by_start: requests on @deferred by domain and first address
+ * @by_next: requests on @deferred by domain and the address after their last
+ * @sg: the two one-entry scatterlists (out, in) a request is submitted
+ *	with, set up once: submission only points them at its buffers
+ * @deferred_lo: lowest address unmapped by a request on @deferred
+ * @deferred_hi: highest address unmapped by a request on @deferred
  * @oldest_deferred: queue time of the oldest deferred UNMAP
  * @submit_seq: sequence number of the last request handed to the device
  * @done_seq: every submitted request up to this number has completed
@@ -236,9 +253,16 @@ struct viommu_engine {
 	struct viommu_req		*slots;
 	struct list_head		free_list;
 	struct list_head		pending;
+	struct list_head		deferred;
 	struct list_head		inflight;
+	u64				queue_seq;
 	unsigned int			nr_pending;
 	unsigned int			nr_deferred;
+	struct hlist_head		by_start[1 << VIOMMU_MERGE_HASH_BITS];
+	struct hlist_head		by_next[1 << VIOMMU_MERGE_HASH_BITS];
+	struct scatterlist		sg[2];
+	u64				deferred_lo;
+	u64				deferred_hi;
 	ktime_t				oldest_deferred;
 	u64				submit_seq;
 	u64				done_seq;
@@ -387,8 +411,13 @@ bool viommu_mapping_current(struct viommu_domain *vdom, u64 start, u64 gen);
 void viommu_engine_forget_domain(struct viommu_engine *eng,
 				 struct viommu_domain *vdom);
 unsigned int viommu_pending_unmaps(struct viommu_engine *eng, u64 *age_us);
-void viommu_stat_add(struct viommu_engine *eng, enum viommu_stat stat,
-		     u64 val);
+/* Add to a counter; cheap enough for every request (a per-CPU add). */
+static inline void viommu_stat_add(struct viommu_engine *eng,
+				   enum viommu_stat stat, u64 val)
+{
+	this_cpu_add(eng->stats->count[stat], val);
+}
+
 u64 viommu_stat_read(struct viommu_engine *eng, enum viommu_stat stat);
 void viommu_stats_reset(struct viommu_engine *eng);
 void viommu_engine_freeze(struct viommu_engine *eng);
