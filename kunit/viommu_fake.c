@@ -852,14 +852,27 @@ unsigned int vfake_count_type(struct vfake *fake, u8 type)
 	return READ_ONCE(fake->nr_type[type]);
 }
 
+/*
+ * Under the fake's lock: a request's type count goes up before its record is
+ * stored, in the same critical section, so a test that saw the count on
+ * another CPU finds the record here.
+ */
 const struct vfake_record *vfake_last(struct vfake *fake, u8 type)
 {
-	unsigned int i = min_t(unsigned int, fake->nr_records, VFAKE_MAX_RECORDS);
+	const struct vfake_record *found = NULL;
+	unsigned long flags;
+	unsigned int i;
 
-	while (i--)
-		if (fake->records[i].type == type)
-			return &fake->records[i];
-	return NULL;
+	spin_lock_irqsave(&fake->lock, flags);
+	i = min_t(unsigned int, fake->nr_records, VFAKE_MAX_RECORDS);
+	while (i--) {
+		if (fake->records[i].type == type) {
+			found = &fake->records[i];
+			break;
+		}
+	}
+	spin_unlock_irqrestore(&fake->lock, flags);
+	return found;
 }
 
 const struct vfake_mapping *vfake_find_mapping(struct vfake *fake, u32 domain,
