@@ -3,11 +3,18 @@
 #
 # Run the virtio-iommu-fq KUnit suites under QEMU (TCG) with kunit.py.
 #
-#   kunit/run.sh [SOURCE]       SOURCE: a kernel source tarball or tree
+#   kunit/run.sh [--arch=arm64] [SOURCE]
+#                               SOURCE: a kernel source tarball or tree
 #                               (default: Debian's linux-source-6.12 tarball)
 #   KUNIT_SOURCE=...            same as the argument
 #   KUNIT_FILTER='glob'         run only matching suites (kunit.py filter_glob)
 #   KUNIT_PREPARE_ONLY=1        prepare the tree, do not build or run
+#   --arch=arm64, KUNIT_ARCH=arm64
+#                               the same suites in an arm64 kernel, cross-built
+#                               (aarch64-linux-gnu-) and run under
+#                               qemu-system-aarch64 -M virt (TCG); its build
+#                               directory and SUITE line (kunit-arm64) are
+#                               its own
 #
 # The kernel tree is a cache copy under $VIOMMU_CACHE/kunit/, never the
 # user's tree: the module's src/ and kunit/ are copied into
@@ -23,12 +30,21 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/common.sh"
 
 KCACHE=$VIOMMU_CACHE/kunit
+ARCH=${KUNIT_ARCH:-x86_64}
+case ${1:-} in
+--arch=*) ARCH=${1#--arch=}; shift ;;
+esac
 SOURCE=${1:-${KUNIT_SOURCE:-}}
 FILTER=${KUNIT_FILTER:-}
 LOCK=$VIOMMU_CACHE/heavy.lock
+case $ARCH in
+x86_64) SUITE=kunit ;;
+arm64) SUITE=kunit-arm64 ;;
+*) echo "KUNIT_ARCH must be x86_64 or arm64, not '$ARCH'" >&2; exit 2 ;;
+esac
 
 summary() {
-	echo "SUITE kunit: $1 passed, $2 failed, $3 skipped"
+	echo "SUITE $SUITE: $1 passed, $2 failed, $3 skipped"
 }
 
 fail_early() {
@@ -60,6 +76,7 @@ fi
 TREE=$KCACHE/$name
 BUILD=$KCACHE/build
 [ "$name" = linux-source-6.12 ] || BUILD=$KCACHE/build-$name
+[ "$ARCH" = x86_64 ] || BUILD=$BUILD-$ARCH
 
 if [ ! -f "$TREE/.extracted" ] || [ "$SOURCE" -nt "$TREE/.extracted" ]; then
 	log "preparing kernel tree $TREE from $SOURCE"
@@ -110,10 +127,18 @@ OUT=$BUILD/run-output.txt
 mkdir -p "$BUILD"
 # no5lvl: 4-level paging, the common case (with -cpu max the guest would
 # use 5-level paging, where an early-boot KASAN report was seen once).
-args=(run --arch=x86_64 --build_dir="$BUILD"
-      --kunitconfig="$DEST/kunit/.kunitconfig"
-      --jobs="$(nproc)" --timeout=900 --kernel_args=no5lvl
-      --qemu_args="-smp 2 -cpu max -accel tcg,thread=multi")
+if [ "$ARCH" = arm64 ]; then
+	# kunit.py's arm64 machine: -machine virt -cpu max (TCG).
+	args=(run --arch=arm64 --cross_compile=aarch64-linux-gnu- --build_dir="$BUILD"
+	      --kunitconfig="$DEST/kunit/.kunitconfig"
+	      --jobs="$(nproc)" --timeout=1800
+	      --qemu_args="-smp 2 -accel tcg,thread=multi")
+else
+	args=(run --arch=x86_64 --build_dir="$BUILD"
+	      --kunitconfig="$DEST/kunit/.kunitconfig"
+	      --jobs="$(nproc)" --timeout=900 --kernel_args=no5lvl
+	      --qemu_args="-smp 2 -cpu max -accel tcg,thread=multi")
+fi
 [ -z "$FILTER" ] || args+=("$FILTER")
 
 REPORT='BUG:|WARNING:|UBSAN:|kmemleak:|Kernel panic|general protection fault'

@@ -11,6 +11,8 @@
 #   image    a Debian 12 disk image booting from NVMe behind the IOMMU
 #   bench    smoke round of the benchmark (figures only, no thresholds)
 # and, only when named (make check-all):
+#   kunit-arm64  the KUnit suites in an arm64 kernel (kunit.py --arch=arm64,
+#            cross-built, qemu-system-aarch64 -M virt)
 #   e2e-intree  the e2e boots of the lifecycle, tool, suspend and hibernate
 #            cases on the kernel's own driver: the comparison column, FIGURE
 #            lines only (tests/e2e/run.sh --intree)
@@ -18,7 +20,7 @@
 # script ends with the totals over all suites: `N passed, N failed`.
 #
 #   tests/run-all.sh [SUITE...]     (default: all but e2e-intree, in the order above)
-#   tests/run-all.sh --all          every suite, e2e-intree last
+#   tests/run-all.sh --all          every suite, kunit-arm64 and e2e-intree last
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/common.sh"
@@ -26,6 +28,7 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 declare -A SUITES=(
 	[style]="tests/style/run.sh"
 	[kunit]="kunit/run.sh"
+	[kunit-arm64]="kunit/run.sh --arch=arm64"
 	[e2e]="tests/e2e/run.sh"
 	[install]="tests/install/run.sh"
 	[image]="tests/image/run.sh"
@@ -33,7 +36,7 @@ declare -A SUITES=(
 	[e2e-intree]="tests/e2e/run.sh --intree --boots lifecycle,tool,suspend,hibernate"
 )
 ORDER=(style kunit e2e install image bench)
-[ "${1:-}" = --all ] && set -- "${ORDER[@]}" e2e-intree
+[ "${1:-}" = --all ] && set -- "${ORDER[@]}" kunit-arm64 e2e-intree
 [ $# -gt 0 ] && ORDER=("$@")
 
 bash "$TOP/scripts/host-deps.sh" >/dev/null || die "host dependencies could not be installed"
