@@ -15,10 +15,16 @@
 #   bench_bufs    comma list of buffer kinds: huge (hugetlbfs 2 MiB pages),
 #                 ordinary (fio's default malloc buffers)
 #   bench_jobs    comma list of jobs: A (randwrite 64k qd16, one job per
-#                 vCPU) and B (randrw 50/50 4k qd128, one job)
+#                 vCPU), B (randrw 50/50 4k qd128, one job) and C (network:
+#                 a virtio-net device behind the IOMMU, on QEMU's user
+#                 networking; the host drives it, bench/netclient.py)
 #   bench_verify  1: a short fio crc32c verify on the file-backed NVMe
 #   bench_prof    1: at the end, /proc/kallsyms's functions, gzipped, onto
 #                 the raw virtio-blk disk (bench/run.sh --insn-profile)
+#   bench_lockprof 1: QEMU runs with -enable-sync-profile; each fio job asks
+#                 the host (HOST-QMP) to reset QEMU's lock profile at its
+#                 start and to log it (info sync-profile) at its end
+#                 (bench/run.sh --lock-profile)
 #
 # Reports (second serial port, guest-lib.sh protocol):
 #   RESULT setup|mode|<job>-<buf>|verify|kallsyms|dmesg PASS|FAIL ...
@@ -26,6 +32,8 @@
 #   METRIC ctr:<job>-<buf> name=value,...   (ours: counters after the job,
 #                                            reset just before it)
 #   METRIC huge:<job>-<buf> <hugepages in use during the job>
+#   RESULT C-net, METRIC ctr:C-net            (job C: the guest side; the
+#                                            figures are the host's)
 #   METRIC steady:<job>-<buf> <disk I/Os at mark 3> <at mark 4>  (--insns)
 . /lib/viommu/guest-lib.sh
 
@@ -41,14 +49,24 @@ RTTY=$VIOMMU_RESULTS_TTY
 NSMP=$(grep -c '^processor' /proc/cpuinfo)
 
 _p="setup mode"
-for _j in $JOBS; do for _b in $BUFS; do _p="$_p $_j-$_b"; done; done
+for _j in $JOBS; do
+	case $_j in
+	C) _p="$_p C-net" ;;
+	*) for _b in $BUFS; do _p="$_p $_j-$_b"; done ;;
+	esac
+done
 [ "$VERIFY" = 1 ] && _p="$_p verify"
 [ "${bench_prof:-0}" = 1 ] && _p="$_p kallsyms"
 plan "$_p dmesg"
 info "bench config ${bench_cfg:-?}: drv=$DRV type=$TYPE map=$MAP sq=$SQ rt=$RT bufs='$BUFS' jobs='$JOBS' vcpus=$NSMP cmdline: $(cat /proc/cmdline)"
 
 fail_rest() { # REASON: fail every remaining planned case and stop
-	for _j in $JOBS; do for _b in $BUFS; do result "$_j-$_b" FAIL "not run: $1"; done; done
+	for _j in $JOBS; do
+		case $_j in
+		C) result C-net FAIL "not run: $1" ;;
+		*) for _b in $BUFS; do result "$_j-$_b" FAIL "not run: $1"; done ;;
+		esac
+	done
 	[ "$VERIFY" = 1 ] && result verify FAIL "not run: $1"
 	[ "${bench_prof:-0}" = 1 ] && result kallsyms FAIL "not run: $1"
 	_bad=$(dmesg_bad | head -n 20)
@@ -151,6 +169,66 @@ else
 	fi
 fi
 
+# ---- network job (C) -------------------------------------------------------
+
+# virtio_net_iface: wait (up to 10 s) for the virtio-net interface; print it.
+virtio_net_iface() {
+	_k=0
+	while [ $_k -lt 100 ]; do
+		for _n in /sys/class/net/*; do
+			if [ "$(basename "$(readlink -f "$_n/device/driver" 2>/dev/null)")" = virtio_net ]; then
+				basename "$_n"
+				return 0
+			fi
+		done
+		usleep 100000
+		_k=$((_k + 1))
+	done
+	return 1
+}
+
+# net_job: bring up the virtio-net device (with VIRTIO_F_ACCESS_PLATFORM, so
+# its buffers are mapped through the IOMMU, in the same domain type as the
+# NVMe), start the three servers bench/netclient.py talks to through QEMU's
+# user networking (echo on 5202, sink on 5203, source on 5204), announce the
+# job and keep it open while the host drives it: a receive stream, a
+# transmit stream and request-response, RT seconds each.
+net_job() {
+	_nic="" _bdf=""
+	modload virtio_net || { result C-net FAIL "modload virtio_net failed"; return; }
+	_nic=$(virtio_net_iface) || { result C-net FAIL "no virtio-net interface"; return; }
+	# The PCI function above the virtio device.
+	_bdf=$(basename "$(dirname "$(readlink -f "/sys/class/net/$_nic/device")")")
+	if [ "$DRV" = ours ] && [ "$(group_type "$(group_of "$_bdf")")" != "$TYPE" ]; then
+		set_group_type "$_bdf" "$TYPE" || { result C-net FAIL "set $_bdf to $TYPE: $SGT_ERR"; return; }
+		_nic=$(virtio_net_iface) || { result C-net FAIL "virtio-net gone after rebind"; return; }
+	fi
+	_gt=none
+	[ "$DRV" = none ] || _gt=$(group_type "$(group_of "$_bdf")")
+	if ! ip link set "$_nic" up || ! ip addr add 10.0.2.15/24 dev "$_nic"; then
+		result C-net FAIL "cannot configure $_nic"
+		return
+	fi
+	printf '#!/bin/sh\nexec cat >/dev/null\n' >/tmp/net-sink
+	printf '#!/bin/sh\nexec cat /dev/zero\n' >/tmp/net-source
+	chmod +x /tmp/net-sink /tmp/net-source
+	nc -ll -p 5202 -e /bin/cat &
+	_s1=$!
+	nc -ll -p 5203 -e /tmp/net-sink &
+	_s2=$!
+	nc -ll -p 5204 -e /tmp/net-source &
+	_s3=$!
+	[ "$DRV" = ours ] && reset_counters
+	info "job C-net start ($_nic at $_bdf, group type $_gt)"
+	# Three phases of RT seconds, with room for connecting and draining.
+	sleep $((3 * (RT + 4)))
+	_ctr=""
+	[ "$DRV" = ours ] && _ctr=$(counters)
+	[ -n "$_ctr" ] && metric "ctr:C-net" "$_ctr"
+	kill "$_s1" "$_s2" "$_s3" 2>/dev/null
+	result C-net PASS "$_nic at $_bdf up, group type $_gt; figures measured by the host"
+}
+
 # ---- fio jobs ----------------------------------------------------------------
 
 # jobfile JOB BUF: write /tmp/<job>-<buf>.fio
@@ -227,6 +305,7 @@ if [ -x /bin/viommu-mark ]; then
 fi
 
 for _j in $JOBS; do
+	[ "$_j" = C ] && continue
 	for _b in $BUFS; do
 		_tag=$_j-$_b
 		_jf=$(jobfile "$_j" "$_b")
@@ -247,8 +326,16 @@ for _j in $JOBS; do
 				_ss=$!
 			fi
 		fi
+		if [ "${bench_lockprof:-0}" = 1 ]; then
+			host_qmp 0 '{"execute":"human-monitor-command","arguments":{"command-line":"sync-profile\u0020reset"}}'
+			sleep 1
+		fi
 		fio --output-format=json --percentile_list=50:99 "$_jf" >"/tmp/$_tag.json" 2>"/tmp/$_tag.err"
 		_rc=$?
+		if [ "${bench_lockprof:-0}" = 1 ]; then
+			host_qmp 0 '{"execute":"human-monitor-command","arguments":{"command-line":"info\u0020sync-profile\u00201000"}}'
+			sleep 1
+		fi
 		[ ! -x /bin/viommu-mark ] || /bin/viommu-mark 2
 		if [ -n "$_ss" ]; then
 			wait "$_ss"
@@ -270,6 +357,8 @@ for _j in $JOBS; do
 		fi
 	done
 done
+
+case " $JOBS " in *" C "*) net_job ;; esac
 
 if [ "$VERIFY" = 1 ]; then
 	# shellcheck disable=SC2046

@@ -9,11 +9,16 @@
 #   B  randrw 50/50, bs=4k, iodepth=128, one job              -> IOPS, mean
 #                                                                completion latency
 # with fio's buffers in hugetlbfs 2 MiB pages ("huge") and, with --ordinary,
-# also in fio's default malloc buffers ("ordinary", a separate table).
+# also in fio's default malloc buffers ("ordinary", a separate table); and,
+# with --jobs A,B,C, a network job:
+#   C  a virtio-net device behind the IOMMU (iommu_platform=on) on QEMU's
+#      user networking, driven from the host (bench/netclient.py): receive
+#      and transmit streams (Mbit/s) and one-byte request-response
+#      (transactions/s), --runtime s each
 #
 #   bench/run.sh [--rounds N] [--runtime S] [--configs a,b,...] [--ordinary]
 #                [--bufs L] [--verify] [--smoke] [--out DIR] [--profile S] [--insns]
-#                [--insn-profile] [--list]
+#                [--insn-profile] [--lock-profile] [--jobs L] [--list]
 #
 #   --rounds N     rounds (default 5); each round boots every configuration once
 #   --runtime S    seconds per fio job (default 8)
@@ -32,6 +37,10 @@
 #   --insns        count the guest's instructions per I/O, kernel and user
 #                  apart (a TCG plugin, bench/plugin/): a figure that does
 #                  not depend on the host's load or speed; slows TCG a little
+#   --jobs L       comma-separated jobs among A, B, C (default A,B)
+#   --lock-profile QEMU's lock profile (-enable-sync-profile) over each fio
+#                  job: the time QEMU's threads waited for its global lock
+#                  (BQL) and for all its locks, per I/O (slows QEMU a little)
 #   --insn-profile with --insns, also the guest kernel's instructions per I/O
 #                  by component and function (DIR/insn-profile.md, from
 #                  bench/insn-profile.py); slows TCG further, so the
@@ -70,9 +79,9 @@ ALL_CONFIGS=(
 	"lazy+map-sq    ours    DMA-FQ  1 1 -"
 )
 
-ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0 INSNS=0 INSN_PROFILE=0
+ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0 INSNS=0 INSN_PROFILE=0 LOCK_PROFILE=0 JOBS=A,B
 ARGS_GIVEN="$*"
-usage() { sed -n '3,38p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,47p' "$0" | sed 's/^# \{0,1\}//'; }
 need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -87,6 +96,8 @@ while [ $# -gt 0 ]; do
 	--profile) need_arg "$@"; PROFILE=$2; shift ;;
 	--insns) INSNS=1 ;;
 	--insn-profile) INSNS=1 INSN_PROFILE=1 ;;
+	--jobs) need_arg "$@"; JOBS=$2; shift ;;
+	--lock-profile) LOCK_PROFILE=1 ;;
 	--list) for c in "${ALL_CONFIGS[@]}"; do echo "${c%% *}"; done; exit 0 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
@@ -98,6 +109,12 @@ if [ "$SMOKE" = 1 ]; then
 	[ -n "$CONFIGS" ] || CONFIGS=no-iommu,lazy+map-mq
 fi
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "--rounds must be 1..99, got '$ROUNDS'"
+[[ $JOBS =~ ^[ABC](,[ABC]){0,2}$ ]] || die "--jobs must list A, B and/or C, got '$JOBS'"
+NET=0
+[[ ,$JOBS, == *,C,* ]] && NET=1
+NFIO=0
+[[ ,$JOBS, == *,A,* ]] && NFIO=$((NFIO + 1))
+[[ ,$JOBS, == *,B,* ]] && NFIO=$((NFIO + 1))
 [[ $RUNTIME =~ ^[1-9][0-9]{0,2}$ ]] || die "--runtime must be 1..999 seconds, got '$RUNTIME'"
 [[ $PROFILE =~ ^[0-9]{1,3}$ ]] || die "--profile must be a number of seconds, got '$PROFILE'"
 if [ "$PROFILE" -gt 0 ]; then
@@ -156,6 +173,8 @@ if [ "$INSNS" = 1 ]; then
 		die "building the instruction-counting plugin failed"
 	extra+=("$mark:bin/viommu-mark")
 fi
+# The network job's NIC driver.
+[ "$NET" = 1 ] && VIOMMU_GUEST_MODULES+=" virtio_net"
 viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/bench/guest.sh" "${extra[@]}"
 git_rev=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git_dirty=$(git -C "$TOP" status --porcelain --untracked-files=no -- src 2>/dev/null | wc -l)
@@ -195,7 +214,7 @@ NSEL=${#SEL[@]}
 TOTAL=$((ROUNDS * NSEL))
 # First guess of one boot's wall time: ~30 s of boot and setup, ~4 s of fio
 # start-up per job.
-EST_BOOT=$((30 + 2 * NBUFS * (RUNTIME + 4) + VERIFY * 10))
+EST_BOOT=$((30 + NFIO * NBUFS * (RUNTIME + 4) + NET * 3 * (RUNTIME + 4) + VERIFY * 10))
 done_n=0 done_s=0 passed=0 failed=0 skipped=0 boot_failures=0
 FINDINGS=$VIOMMU_CACHE/bench-findings.md
 
@@ -261,6 +280,17 @@ job_close() {
 			for (k in b) if (k in a) printf "%s %.3f\n", (k == "total" ? "cpu_s" : "thread:" k), (b[k] - a[k]) / hz
 		}' "$d/.cpu-start-$tag" "$d/.cpu-last" >"$d/cpu-$tag.txt" || rm -f "$d/cpu-$tag.txt"
 	rm -f "$d/.cpu-start-$tag"
+}
+
+# free_ports N: N TCP ports free on 127.0.0.1 now, comma-separated.
+free_ports() {
+	/usr/bin/python3 -c '
+import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(",".join(str(s.getsockname()[1]) for s in ss))
+' "$1"
 }
 
 # job_insns RUNDIR: RUNDIR/insn-<tag>.txt from the plugin's marks
@@ -395,10 +425,14 @@ run_one() { # ROUND CONFIG
 	local r=$1 name=$2 drv type map sq extra d append status t1 n tries qargs=()
 	read -r _ drv type map sq extra <<<"${CFG[$name]}"
 	d=$OUT/r$r-$name
-	append="bench_cfg=$name bench_drv=$drv bench_type=$type bench_rt=$RUNTIME bench_bufs=$BUFS bench_jobs=A,B"
+	append="bench_cfg=$name bench_drv=$drv bench_type=$type bench_rt=$RUNTIME bench_bufs=$BUFS bench_jobs=$JOBS"
 	append+=" bench_verify=$([ "$drv" = ours ] && echo "$VERIFY" || echo 0)"
 	[ "$map" != - ] && append+=" bench_map=$map bench_sq=$sq"
 	[ "$INSN_PROFILE" = 1 ] && append+=" bench_prof=1"
+	if [ "$LOCK_PROFILE" = 1 ]; then
+		append+=" bench_lockprof=1"
+		qargs+=(-enable-sync-profile)
+	fi
 	[ "$extra" != - ] && append+=" $extra"
 	local iommu=1
 	case $drv in
@@ -422,11 +456,27 @@ run_one() { # ROUND CONFIG
 		fi
 	fi
 	t1=$(date +%s)
+	local netclient=""
+	if [ "$NET" = 1 ]; then
+		local ports
+		ports=$(free_ports 3)
+		# virtio-net rather than e1000e: QEMU's e1000e receives at a few
+		# Mbit/s from user networking here, with or without an IOMMU.
+		# shellcheck disable=SC2054 # commas belong to QEMU's option syntax
+		qargs+=(-netdev "user,id=benchnet,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:${ports%%,*}-10.0.2.15:5202,hostfwd=tcp:127.0.0.1:$(cut -d, -f2 <<<"$ports")-10.0.2.15:5203,hostfwd=tcp:127.0.0.1:${ports##*,}-10.0.2.15:5204"
+			-device virtio-net-pci,netdev=benchnet,iommu_platform=on,disable-legacy=on)
+		mkdir -p "$d"
+		rm -f "$d/net-C.json"
+		/usr/bin/python3 "$TOP/bench/netclient.py" --logs "$d/attempt-*/results.log" \
+			--out "$d/net-C.json" --ports "$ports" --runtime "$RUNTIME" --timeout 900 \
+			>"$d/netclient.log" 2>&1 &
+		netclient=$!
+	fi
 	job_watch "$d" &
 	local watcher=$!
 	status=fail tries=""
 	for n in 1 2; do
-		if VM_KEEP_DISKS=$INSN_PROFILE VM_IOMMU=$iommu VM_TIMEOUT=$((150 + 2 * NBUFS * (RUNTIME + 15))) VM_DISK_SIZE=64M \
+		if VM_KEEP_DISKS=$INSN_PROFILE VM_IOMMU=$iommu VM_TIMEOUT=$((150 + NFIO * NBUFS * (RUNTIME + 15) + NET * 3 * (RUNTIME + 10))) VM_DISK_SIZE=64M \
 			viommu_vm_run "$d" "$kernel" "$initrd" "$append" -- "${qargs[@]}"; then
 			tries+="$VM_ATTEMPTS"
 			status=ok
@@ -443,6 +493,10 @@ run_one() { # ROUND CONFIG
 		tries+=" | "
 	done
 	kill "$watcher" 2>/dev/null || true
+	if [ -n "$netclient" ]; then
+		kill "$netclient" 2>/dev/null || true
+		wait "$netclient" 2>/dev/null || true
+	fi
 	wait "$watcher" 2>/dev/null || true
 	rm -f "$d"/.cpu-*
 	rm -f "$d"/insn-*.txt
@@ -462,6 +516,13 @@ run_one() { # ROUND CONFIG
 	local cases fails
 	cases=$(viommu_vm_results "$d" || true)
 	fails=$(grep -c '^FAIL' <<<"$cases" || true)
+	if [ "$NET" = 1 ] && ! /usr/bin/python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+sys.exit(0 if r.get("rr_per_s", 0) > 0 and "error" not in r else 1)' "$d/net-C.json" 2>/dev/null; then
+		cases+=$'\n'"FAIL network job: no host figures ($(head -c 200 "$d/net-C.json" 2>/dev/null; tail -n 2 "$d/netclient.log" 2>/dev/null | tr '\n' ' '))"
+		fails=$((fails + 1))
+	fi
 	if [ "$status" = ok ] && [ "$fails" -eq 0 ] && grep -q '^GUEST-DONE' "$d/results.log"; then
 		passed=$((passed + 1))
 		echo "PASS bench $name round $r ($tries)"
