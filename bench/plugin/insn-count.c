@@ -9,7 +9,7 @@
  * a piece of work with two markers and the difference of the totals is the
  * instructions that work cost, whatever the host's load or speed was.
  *
- *   qemu-system-x86_64 -plugin insn-count.so,out=FILE ...
+ *   qemu-system-x86_64 -plugin insn-count.so,out=FILE[,prof=PFILE] ...
  *
  * FILE gets one line per marker executed:
  *   mark <id> vcpu <n> kernel <instructions> user <instructions>
