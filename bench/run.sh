@@ -20,7 +20,8 @@
 #                [--bufs L] [--verify] [--smoke] [--out DIR] [--profile S] [--insns]
 #                [--insn-profile] [--lock-profile] [--jobs L] [--list]
 #
-#   --rounds N     rounds (default 5); each round boots every configuration once
+#   --rounds N     rounds (default 8, the fewest for headline figures); each
+#                  round boots every configuration once
 #   --runtime S    seconds per fio job (default 8)
 #   --configs L    comma-separated configurations (default: all; --list shows them)
 #   --ordinary     also run both jobs with ordinary buffers (second table)
@@ -79,9 +80,9 @@ ALL_CONFIGS=(
 	"lazy+map-sq    ours    DMA-FQ  1 1 -"
 )
 
-ROUNDS=5 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0 INSNS=0 INSN_PROFILE=0 LOCK_PROFILE=0 JOBS=A,B
+ROUNDS=8 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0 INSNS=0 INSN_PROFILE=0 LOCK_PROFILE=0 JOBS=A,B
 ARGS_GIVEN="$*"
-usage() { sed -n '3,47p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,48p' "$0" | sed 's/^# \{0,1\}//'; }
 need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
 while [ $# -gt 0 ]; do
 	case $1 in
