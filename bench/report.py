@@ -325,7 +325,7 @@ def net_table(net):
         row = [cfg + (" (default)" if cfg == DEFAULT else ""), str(e["runs"])]
         for key, _ in NET_KEYS:
             x = e[key]
-            row.append(f"{fmt(x['median'], '{:.0f}')} [{rng(x['values'], '{:.0f}')}]")
+            row.append(med_rng(x, "{:.0f}"))
             row.append(fmt(x["ratio_median"]))
         L.append("| " + " | ".join(row) + " |")
     return L
@@ -352,62 +352,72 @@ def table(cfgs, buf):
     for cfg, e in cfgs.items():
         a, b, lat = e["A.bw_mib"], e["B.iops"], e["B.clat_us"]
         name = cfg + (" (default)" if cfg == DEFAULT else "")
-        L.append(f"| {name} | {e['ok_runs']}/{e['runs']} | {fmt(a['median'], '{:.0f}')} [{rng(a['values'], '{:.0f}')}] "
-                 f"| {fmt(a['ratio_median'])} [{rng(a['ratios'], '{:.2f}')}] "
-                 f"| {fmt(b['median'], '{:.0f}')} [{rng(b['values'], '{:.0f}')}] "
-                 f"| {fmt(b['ratio_median'])} [{rng(b['ratios'], '{:.2f}')}] "
-                 f"| {fmt(lat['median'], '{:.0f}')} [{rng(lat['values'], '{:.0f}')}] "
-                 f"| {fmt(lat['ratio_median'])} [{rng(lat['ratios'], '{:.2f}')}] |")
+        L.append(f"| {name} | {e['ok_runs']}/{e['runs']} | "
+                 + " | ".join(f"{med_rng(x, '{:.0f}')} | {fmt(x['ratio_median'])} [{rng(x['ratios'], '{:.2f}')}]"
+                              for x in (a, b, lat)) + " |")
     return L
 
 
-def cpu_table(cfgs, buf):
-    L = [f"#### Host CPU time of QEMU per I/O ({buf} buffers)", "",
-         "CPU time (user + system, all threads) the QEMU process used from the start of each fio job to its "
-         "end, divided by the job's I/Os: the emulation cost of one I/O, which is far less sensitive to the "
-         "other work on the machine than throughput (a starved QEMU does fewer I/Os but also uses less CPU). "
-         "Lower is better; ratio to the same round's no-iommu. \"CPU share\" is the QEMU process's CPU time "
-         "over wall time (2.00 = both host CPUs); \"main loop\" is the share of QEMU's CPU time spent in its "
-         "main-loop thread (device emulation outside the vCPU threads).", "",
-         "| configuration | A µs/IO | A ratio | A CPU share | A main loop | B µs/IO | B ratio | B CPU share | B main loop |",
-         "|---|---|---|---|---|---|---|---|---|"]
+def job_table(heading, text, columns, cfgs, key, cells):
+    """A table with one row per configuration that has figures for KEY on
+    job A or B: CELLS(entry, job) gives each job's cells, A then B.
+    Empty when no configuration has any."""
+    L = [heading, "", text, "",
+         "| configuration | " + " | ".join(columns) + " |",
+         "|---|" + "---|" * len(columns)]
     for cfg, e in cfgs.items():
-        a, b = e.get("A.qemu_cpu_us_per_io"), e.get("B.qemu_cpu_us_per_io")
+        a, b = e.get(f"A.{key}"), e.get(f"B.{key}")
         if not a or (a["median"] is None and b["median"] is None):
             continue
         row = [cfg + (" (default)" if cfg == DEFAULT else "")]
-        for job, x in (("A", a), ("B", b)):
-            row.append(f"{fmt(x['median'], '{:.0f}')} [{rng(x['values'], '{:.0f}')}]")
-            row.append(f"{fmt(x['ratio_median'])} [{rng(x['ratios'], '{:.2f}')}]")
-            row.append(fmt(e[f"{job}.qemu_cpu_share"]["median"]))
-            ms = e[f"{job}.qemu_main_thread_share"]["median"]
-            row.append("n/a" if ms is None else f"{100 * ms:.0f}%")
+        for job in ("A", "B"):
+            row += cells(e, job)
         L.append("| " + " | ".join(row) + " |")
     return L if len(L) > 6 else []
+
+
+def med_rng(x, f):
+    """A figure's median [min-max]."""
+    return f"{fmt(x['median'], f)} [{rng(x['values'], f)}]"
+
+
+def cpu_table(cfgs, buf):
+    def cells(e, job):
+        x = e[f"{job}.qemu_cpu_us_per_io"]
+        ms = e[f"{job}.qemu_main_thread_share"]["median"]
+        return [med_rng(x, "{:.0f}"),
+                f"{fmt(x['ratio_median'])} [{rng(x['ratios'], '{:.2f}')}]",
+                fmt(e[f"{job}.qemu_cpu_share"]["median"]),
+                "n/a" if ms is None else f"{100 * ms:.0f}%"]
+    return job_table(
+        f"#### Host CPU time of QEMU per I/O ({buf} buffers)",
+        "CPU time (user + system, all threads) the QEMU process used from the start of each fio job to its "
+        "end, divided by the job's I/Os: the emulation cost of one I/O, which is far less sensitive to the "
+        "other work on the machine than throughput (a starved QEMU does fewer I/Os but also uses less CPU). "
+        "Lower is better; ratio to the same round's no-iommu. \"CPU share\" is the QEMU process's CPU time "
+        "over wall time (2.00 = both host CPUs); \"main loop\" is the share of QEMU's CPU time spent in its "
+        "main-loop thread (device emulation outside the vCPU threads).",
+        ["A µs/IO", "A ratio", "A CPU share", "A main loop",
+         "B µs/IO", "B ratio", "B CPU share", "B main loop"],
+        cfgs, "qemu_cpu_us_per_io", cells)
 
 
 def insn_table(cfgs, buf):
-    L = [f"#### Guest instructions per I/O ({buf} buffers)", "",
-         "Instructions the guest executed (all vCPUs), counted by a TCG plugin (bench/run.sh "
-         "--insns), kernel and user apart, per I/O: in each fio job's steady state (from 0.5 s after "
-         "the disk's first I/O to 1 s before the job's end, divided by the I/Os the disk completed "
-         "meanwhile); for "
-         "jobs shorter than 3 s, over the whole job, fio's start and exit included, divided by "
-         "its I/Os. Unlike throughput this does not depend on the host's load or speed. Medians "
-         "over rounds [min-max]; ratio of the kernel figure to the same round's no-iommu.", "",
-         "| configuration | A kernel | A ratio | A user | B kernel | B ratio | B user |",
-         "|---|---|---|---|---|---|---|"]
-    for cfg, e in cfgs.items():
-        a, b = e.get("A.guest_kinsn_per_io"), e.get("B.guest_kinsn_per_io")
-        if not a or (a["median"] is None and b["median"] is None):
-            continue
-        row = [cfg + (" (default)" if cfg == DEFAULT else "")]
-        for job, x in (("A", a), ("B", b)):
-            row.append(f"{fmt(x['median'], '{:.0f}')} [{rng(x['values'], '{:.0f}')}]")
-            row.append(f"{fmt(x['ratio_median'])}")
-            row.append(fmt(e[f"{job}.guest_uinsn_per_io"]["median"], "{:.0f}"))
-        L.append("| " + " | ".join(row) + " |")
-    return L if len(L) > 6 else []
+    def cells(e, job):
+        x = e[f"{job}.guest_kinsn_per_io"]
+        return [med_rng(x, "{:.0f}"), fmt(x["ratio_median"]),
+                fmt(e[f"{job}.guest_uinsn_per_io"]["median"], "{:.0f}")]
+    return job_table(
+        f"#### Guest instructions per I/O ({buf} buffers)",
+        "Instructions the guest executed (all vCPUs), counted by a TCG plugin (bench/run.sh "
+        "--insns), kernel and user apart, per I/O: in each fio job's steady state (from 0.5 s after "
+        "the disk's first I/O to 1 s before the job's end, divided by the I/Os the disk completed "
+        "meanwhile); for "
+        "jobs shorter than 3 s, over the whole job, fio's start and exit included, divided by "
+        "its I/Os. Unlike throughput this does not depend on the host's load or speed. Medians "
+        "over rounds [min-max]; ratio of the kernel figure to the same round's no-iommu.",
+        ["A kernel", "A ratio", "A user", "B kernel", "B ratio", "B user"],
+        cfgs, "guest_kinsn_per_io", cells)
 
 
 def iqr(xs):
@@ -419,23 +429,16 @@ def iqr(xs):
 
 
 def lock_table(cfgs, buf):
-    L = [f"#### QEMU lock wait per I/O ({buf} buffers)", "",
-         "From QEMU's lock profile (bench/run.sh --lock-profile: -enable-sync-profile, reset at each "
-         "fio job's start, read at its end): the time QEMU's threads waited for its global lock (BQL), "
-         "and for all its mutexes, divided by the job's I/Os. Medians over rounds [min-max].", "",
-         "| configuration | A BQL µs/IO | A all locks µs/IO | B BQL µs/IO | B all locks µs/IO |",
-         "|---|---|---|---|---|"]
-    for cfg, e in cfgs.items():
-        a, b = e.get("A.bql_wait_us_per_io"), e.get("B.bql_wait_us_per_io")
-        if not a or (a["median"] is None and b["median"] is None):
-            continue
-        row = [cfg + (" (default)" if cfg == DEFAULT else "")]
-        for job in ("A", "B"):
-            for key in ("bql_wait_us_per_io", "lock_wait_us_per_io"):
-                x = e[f"{job}.{key}"]
-                row.append(f"{fmt(x['median'], '{:.1f}')} [{rng(x['values'], '{:.1f}')}]")
-        L.append("| " + " | ".join(row) + " |")
-    return L if len(L) > 6 else []
+    def cells(e, job):
+        return [med_rng(e[f"{job}.{key}"], "{:.1f}")
+                for key in ("bql_wait_us_per_io", "lock_wait_us_per_io")]
+    return job_table(
+        f"#### QEMU lock wait per I/O ({buf} buffers)",
+        "From QEMU's lock profile (bench/run.sh --lock-profile: -enable-sync-profile, reset at each "
+        "fio job's start, read at its end): the time QEMU's threads waited for its global lock (BQL), "
+        "and for all its mutexes, divided by the job's I/Os. Medians over rounds [min-max].",
+        ["A BQL µs/IO", "A all locks µs/IO", "B BQL µs/IO", "B all locks µs/IO"],
+        cfgs, "bql_wait_us_per_io", cells)
 
 
 def headline(cfgs):
