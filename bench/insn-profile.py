@@ -20,10 +20,12 @@ import argparse
 import bisect
 import collections
 import glob
-import json
 import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402  (bench/report.py: one reading of a boot's results)
 
 
 def read_kallsyms(path):
@@ -71,29 +73,13 @@ def read_prof(path):
 
 
 def read_run(rundir):
-    """Config, driver, job tags in order, I/Os per job."""
-    cfg = drv = None
-    tags, ios, steady = [], {}, {}
-    with open(os.path.join(rundir, "results.log"), errors="replace") as f:
-        for line in f:
-            m = re.match(r"INFO bench config (\S+): drv=(\S+)", line)
-            if m:
-                cfg, drv = m.group(1), m.group(2)
-            m = re.match(r"INFO job (\S+) start", line)
-            if m:
-                tags.append(m.group(1))
-            m = re.match(r"METRIC steady:(\S+) (\d+) (\d+)", line)
-            if m:
-                steady[m.group(1)] = int(m.group(3)) - int(m.group(2))
-            m = re.match(r"METRIC fio:(\S+) (\{.*)", line)
-            if m:
-                try:
-                    js = json.loads(m.group(2))
-                    ios[m.group(1)] = sum(j[d]["total_ios"] for j in js["jobs"]
-                                          for d in ("read", "write"))
-                except (ValueError, KeyError):
-                    pass
-    return cfg, drv, tags, ios, steady
+    """Config, driver, fio job tags in order, I/Os per job, steady-state I/Os
+    per job: report.py's reading of the boot."""
+    run = report.parse_run(rundir)
+    drv = next((m.group(1) for m in (re.match(r"bench config \S+: drv=(\S+)", i)
+                                     for i in run["info"]) if m), None)
+    ios = {tag: f["ios"] for tag, f in run["figures"].items() if f}
+    return run["config"], drv, list(run["fio"]), ios, run["steady_ios"]
 
 
 def main():

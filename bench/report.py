@@ -39,7 +39,7 @@ def parse_run(d):
     m = re.match(r"r(\d+)-(.+)$", os.path.basename(d.rstrip("/")))
     run = {"dir": d, "round": int(m.group(1)) if m else 0,
            "config": m.group(2) if m else os.path.basename(d),
-           "cases": {}, "fio": {}, "counters": {}, "huge_pages_in_use": {},
+           "cases": {}, "fio": {}, "counters": {}, "huge_pages_in_use": {}, "steady_ios": {},
            "info": [], "guest_done": False}
     for name, key in (("attempts.txt", "attempts"), ("boot_failures", "boot_failures"),
                       ("loadavg", "host_loadavg_after")):
@@ -73,6 +73,12 @@ def parse_run(d):
                 except ValueError:
                     c[k] = v
             run["counters"][tag] = c
+        elif line.startswith("METRIC steady:"):
+            # I/Os the disk completed between marks 3 and 4 (--insns).
+            tag, _, v = line[len("METRIC steady:"):].partition(" ")
+            ends = v.split()
+            if len(ends) == 2 and all(x.isdigit() for x in ends):
+                run["steady_ios"][tag] = int(ends[1]) - int(ends[0])
         elif line.startswith("METRIC huge:"):
             tag, _, v = line[len("METRIC huge:"):].partition(" ")
             run["huge_pages_in_use"][tag] = v
