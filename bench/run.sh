@@ -459,12 +459,17 @@ run_one() { # ROUND CONFIG
 	t1=$(date +%s)
 	local netclient=""
 	if [ "$NET" = 1 ]; then
-		local ports
+		local ports port fwd="" gport=5202
+		# Host ports for the guest's echo, sink and source (5202-5204).
 		ports=$(free_ports 3)
+		for port in ${ports//,/ }; do
+			fwd+=",hostfwd=tcp:127.0.0.1:$port-10.0.2.15:$gport"
+			gport=$((gport + 1))
+		done
 		# virtio-net rather than e1000e: QEMU's e1000e receives at a few
 		# Mbit/s from user networking here, with or without an IOMMU.
 		# shellcheck disable=SC2054 # commas belong to QEMU's option syntax
-		qargs+=(-netdev "user,id=benchnet,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:${ports%%,*}-10.0.2.15:5202,hostfwd=tcp:127.0.0.1:$(cut -d, -f2 <<<"$ports")-10.0.2.15:5203,hostfwd=tcp:127.0.0.1:${ports##*,}-10.0.2.15:5204"
+		qargs+=(-netdev "user,id=benchnet,net=10.0.2.0/24$fwd"
 			-device virtio-net-pci,netdev=benchnet,iommu_platform=on,disable-legacy=on)
 		mkdir -p "$d"
 		rm -f "$d/net-C.json"
