@@ -12,8 +12,9 @@ networking (hostfwd ports on 127.0.0.1), one phase after the other:
   rr  one byte to the guest's echo and back, as often as possible, for
       RUNTIME seconds (request-response, TCP_NODELAY)
 
-and writes OUT (JSON): rx_mbit_s, tx_mbit_s, rr_per_s, rr_mean_us, and
-"error" when a phase failed.
+and writes OUT (JSON): rx_mbit_s (with rx_bytes and rx_s, what it was
+computed from), tx_mbit_s, rr_per_s, rr_mean_us, and "error" when a
+phase failed.
 
     bench/netclient.py --logs GLOB --out OUT --ports RR,SINK,SOURCE --runtime S
 """
@@ -28,15 +29,23 @@ CHUNK = 64 * 1024
 
 
 def wait_start(pattern, timeout):
+    """Poll the boot attempts' logs, each read once: only what was added
+    since the last look (the guest's fio jobs run meanwhile)."""
     end = time.monotonic() + timeout
+    seen = {}
     while time.monotonic() < end:
         for path in glob.glob(pattern):
             try:
-                with open(path, errors="replace") as f:
-                    if any(line.startswith("INFO job C-net start") for line in f):
-                        return True
+                with open(path, "rb") as f:
+                    f.seek(seen.get(path, 0))
+                    new = f.read()
             except OSError:
-                pass
+                continue
+            # Only whole lines count; a partial one is read again.
+            whole = new[:new.rfind(b"\n") + 1]
+            seen[path] = seen.get(path, 0) + len(whole)
+            if any(line.startswith(b"INFO job C-net start") for line in whole.splitlines()):
+                return True
         time.sleep(0.5)
     return False
 
