@@ -18,6 +18,8 @@
 # Per kernel it prints one line per case ("PASS|FAIL|SKIP <kver> <boot>/<case>
 # <detail>"), then `SUITE e2e-<kver>: N passed, N failed, N skipped`; the exit
 # status is non-zero if any case failed. Logs: $VIOMMU_CACHE/e2e/<kver>/<boot>/.
+# VIOMMU_E2E_APPEND adds to every guest's kernel command line (e.g.
+# "initcall_debug" to have each device's shutdown logged).
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../lib/initramfs.sh
@@ -156,6 +158,7 @@ run_kernel() {
 		local append="viommu_role=$role viommu_order=$order viommu_shutdown=$shut viommu_mod=$MOD"
 		append+=" viommu_expect_type=DMA-FQ viommu_fio_size=32M"
 		[ -n "$version" ] && append+=" viommu_version=$version viommu_srcversion=$srcversion"
+		[ -n "${VIOMMU_E2E_APPEND:-}" ] && append+=" $VIOMMU_E2E_APPEND"
 		log "$kver: boot '$b' ($role, virtio_iommu $order the endpoint drivers, ends with $shut)"
 		local ok=1 boot_initrd=$initrd qargs=()
 		local mem=2G

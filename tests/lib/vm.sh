@@ -93,6 +93,29 @@ _vm_host_qmp() {
 	) >>"$adir/qmp.log" 2>&1 &
 }
 
+# _vm_hang_dump ADIR: the guest is about to be ended for hanging; first have
+# it say where it is. Through QEMU's monitor: every vCPU's registers, then
+# SysRq-w (blocked tasks) and SysRq-l (a backtrace of every CPU) typed on
+# the guest's keyboard (the guests boot with sysrq_always_enabled), whose
+# output reaches the console; then the registers again. Replies go to
+# ADIR/hang.log. A guest that only missed a wake-up may go on after the
+# key presses: the console then shows it.
+_vm_hang_dump() {
+	local adir=$1 k regs sysrq=()
+	regs='{"execute":"human-monitor-command","arguments":{"command-line":"info registers -a"}}'
+	for k in w l; do
+		sysrq+=("{\"execute\":\"send-key\",\"arguments\":{\"keys\":[{\"type\":\"qcode\",\"data\":\"alt\"},{\"type\":\"qcode\",\"data\":\"sysrq\"},{\"type\":\"qcode\",\"data\":\"$k\"}]}}")
+	done
+	{
+		echo "== $(date -u +%T) registers, then SysRq-w and SysRq-l"
+		timeout 20 python3 "$VM_LIB_DIR/qmp.py" "$adir/qmp.sock" "$regs" "${sysrq[@]}"
+		sleep 5
+		echo "== $(date -u +%T) registers 5 s later"
+		timeout 20 python3 "$VM_LIB_DIR/qmp.py" "$adir/qmp.sock" "$regs"
+	} >>"$adir/hang.log" 2>&1
+	sleep 5
+}
+
 # _viommu_vm_boot_once ADIR KERNEL INITRD APPEND QEMU-ARGS...
 _viommu_vm_boot_once() {
 	local adir=$1 kernel=$2 initrd=$3 append=$4 pid start now sd_at="" end started=""
@@ -105,7 +128,7 @@ _viommu_vm_boot_once() {
 		-serial "file:$adir/console.log" -serial "file:$adir/results.log"
 		-qmp "unix:$adir/qmp.sock,server=on,wait=off"
 		-kernel "$kernel" -initrd "$initrd"
-		-append "console=ttyS0,115200 panic=-1 printk.time=1 $append"
+		-append "console=ttyS0,115200 panic=-1 printk.time=1 sysrq_always_enabled $append"
 	)
 	[ "$VM_IOMMU" = 1 ] && args+=(-device virtio-iommu-pci)
 	args+=(
@@ -149,12 +172,14 @@ _viommu_vm_boot_once() {
 		fi
 		if [ -n "$sd_at" ] && [ $((now - sd_at)) -gt $((VM_SHUTDOWN_CAP * 1000000)) ]; then
 			VM_STATUS=shutdown-capped
-			echo "QEMU still running ${VM_SHUTDOWN_CAP}s after the guest's SHUTDOWN line: killed" >"$adir/runner.log"
+			echo "QEMU still running ${VM_SHUTDOWN_CAP}s after the guest's SHUTDOWN line: killed (state: hang.log, console.log)" >"$adir/runner.log"
+			_vm_hang_dump "$adir"
 			_vm_kill "$pid"
 			break
 		fi
 		if [ $((now - start)) -gt $((VM_TIMEOUT * 1000000)) ]; then
 			VM_STATUS=timeout
+			_vm_hang_dump "$adir"
 			_vm_kill "$pid"
 			break
 		fi
@@ -181,10 +206,34 @@ _viommu_vm_boot_once() {
 	fi
 }
 
+# _vm_platform_fault ADIR: print why the emulated machine itself broke
+# during the attempt, if it did; print nothing otherwise. The evidence
+# counted is a CPU state no guest software can create: an RFLAGS value with
+# a reserved bit set (3, 5, 15, 22-63), in a register dump the guest kernel
+# printed (an Oops or WARNING) or in QEMU's own view of a vCPU (hang.log).
+# POPF, IRET and SYSRET never load those bits, so such a value means the
+# emulator's CPU state is corrupt, whatever the guest did. Seen under
+# multi-threaded TCG after an S3 wake-up (QEMU 7.2): garbage RFLAGS on the
+# boot CPU and the second CPU left running firmware code.
+_vm_platform_fault() {
+	local adir=$1 v what
+	while read -r what v; do
+		[ -n "$v" ] || continue
+		if (((0x$v & ~0x3f7fd7) != 0)); then
+			echo "$what RFLAGS $v has reserved bits set: the emulated CPU state is corrupt"
+			return
+		fi
+	done < <(
+		grep -ahoE 'EFLAGS: [0-9a-f]{8,16}' "$adir/console.log" 2>/dev/null | sed 's/^EFLAGS:/guest-printed/'
+		grep -ahoE 'RFL=[0-9a-f]{8,16}' "$adir/hang.log" 2>/dev/null | sed 's/^RFL=/vCPU /'
+	)
+}
+
 # _viommu_vm_why ADIR: a one-line reason for a failed attempt.
 _viommu_vm_why() {
 	local l
-	l=$(cat "$1/runner.log" 2>/dev/null)
+	l=$(_vm_platform_fault "$1")
+	[ -n "$l" ] || l=$(cat "$1/runner.log" 2>/dev/null)
 	[ -n "$l" ] || l=$(grep -m1 -E 'Kernel panic|int3|general protection fault|BUG:' "$1/console.log" 2>/dev/null | tr -d '\r' | cut -c1-160)
 	[ -n "$l" ] || { [ -s "$1/console.log" ] && l="no GUEST-START; last console line: $(tr -d '\r' <"$1/console.log" | grep -v '^$' | tail -n1 | cut -c1-120)"; }
 	echo "${l:-no console output}"
@@ -207,6 +256,7 @@ viommu_vm_run() {
 			truncate -s "$VM_DISK_SIZE" "$dir/nvme.img" "$dir/vblk.img"
 		fi
 		_viommu_vm_boot_once "$dir/attempt-$n" "$kernel" "$initrd" "$append" "$@"
+		[ -z "$(_vm_platform_fault "$dir/attempt-$n")" ] || VM_STATUS=infra
 		ln -sfn "attempt-$n/console.log" "$dir/console.log"
 		ln -sfn "attempt-$n/results.log" "$dir/results.log"
 		case $VM_STATUS in
