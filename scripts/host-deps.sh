@@ -11,7 +11,7 @@ PKGS=(
 	build-essential bc bison flex libelf-dev libssl-dev dwarves rsync
 	gcc-aarch64-linux-gnu
 	kmod cpio zstd xz-utils sparse python3 git python3-matplotlib
-	qemu-system-x86 qemu-system-arm qemu-utils fio busybox-static
+	qemu-system-x86 qemu-system-arm qemu-utils gdb fio busybox-static
 	debootstrap acpica-tools shellcheck
 	debhelper dh-dkms dkms fakeroot lintian rpm rpmlint openssl
 	linux-source-6.12

@@ -93,15 +93,16 @@ _vm_host_qmp() {
 	) >>"$adir/qmp.log" 2>&1 &
 }
 
-# _vm_hang_dump ADIR: the guest is about to be ended for hanging; first have
-# it say where it is. Through QEMU's monitor: every vCPU's registers, then
-# SysRq-w (blocked tasks) and SysRq-l (a backtrace of every CPU) typed on
-# the guest's keyboard (the guests boot with sysrq_always_enabled), whose
-# output reaches the console; then the registers again. Replies go to
-# ADIR/hang.log. A guest that only missed a wake-up may go on after the
-# key presses: the console then shows it.
+# _vm_hang_dump ADIR PID: the guest is about to be ended for hanging; first
+# have it say where it is. Through QEMU's monitor: every vCPU's registers,
+# then SysRq-w (blocked tasks) and SysRq-l (a backtrace of every CPU) typed
+# on the guest's keyboard (the guests boot with sysrq_always_enabled), whose
+# output reaches the console; then the registers again. A monitor that does
+# not answer means QEMU itself is stuck: its threads' states and (with gdb)
+# their stacks follow. Everything goes to ADIR/hang.log. A guest that only
+# missed a wake-up may go on after the key presses: the console shows it.
 _vm_hang_dump() {
-	local adir=$1 k regs sysrq=()
+	local adir=$1 pid=$2 k regs sysrq=() t
 	regs='{"execute":"human-monitor-command","arguments":{"command-line":"info registers -a"}}'
 	for k in w l; do
 		sysrq+=("{\"execute\":\"send-key\",\"arguments\":{\"keys\":[{\"type\":\"qcode\",\"data\":\"alt\"},{\"type\":\"qcode\",\"data\":\"sysrq\"},{\"type\":\"qcode\",\"data\":\"$k\"}]}}")
@@ -111,7 +112,16 @@ _vm_hang_dump() {
 		timeout 20 python3 "$VM_LIB_DIR/qmp.py" "$adir/qmp.sock" "$regs" "${sysrq[@]}"
 		sleep 5
 		echo "== $(date -u +%T) registers 5 s later"
-		timeout 20 python3 "$VM_LIB_DIR/qmp.py" "$adir/qmp.sock" "$regs"
+		timeout 20 python3 "$VM_LIB_DIR/qmp.py" "$adir/qmp.sock" "$regs" ||
+			echo "== the monitor did not answer"
+		echo "== QEMU's threads: tid name state wchan"
+		for t in /proc/"$pid"/task/*; do
+			echo "${t##*/} $(cat "$t/comm") $(awk '{print $3}' "$t/stat") $(cat "$t/wchan")"
+		done
+		if command -v gdb >/dev/null; then
+			echo "== QEMU's threads' stacks"
+			timeout 60 gdb -p "$pid" -batch -nx -ex 'thread apply all bt 12'
+		fi
 	} >>"$adir/hang.log" 2>&1
 	sleep 5
 }
@@ -173,13 +183,13 @@ _viommu_vm_boot_once() {
 		if [ -n "$sd_at" ] && [ $((now - sd_at)) -gt $((VM_SHUTDOWN_CAP * 1000000)) ]; then
 			VM_STATUS=shutdown-capped
 			echo "QEMU still running ${VM_SHUTDOWN_CAP}s after the guest's SHUTDOWN line: killed (state: hang.log, console.log)" >"$adir/runner.log"
-			_vm_hang_dump "$adir"
+			_vm_hang_dump "$adir" "$pid"
 			_vm_kill "$pid"
 			break
 		fi
 		if [ $((now - start)) -gt $((VM_TIMEOUT * 1000000)) ]; then
 			VM_STATUS=timeout
-			_vm_hang_dump "$adir"
+			_vm_hang_dump "$adir" "$pid"
 			_vm_kill "$pid"
 			break
 		fi
