@@ -17,11 +17,12 @@
 #   make ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- olddefconfig modules_prepare
 # The module is then built against that directory like any external
 # module, and modpost checks its symbols against the real kernel's exports.
-# Packages come through private apt lists under $VIOMMU_CACHE/arm64/apt-*
-# (-o APT::Architecture=arm64 for the headers): nothing is installed on the
-# host but the cross compiler (scripts/host-deps.sh).
+# Packages come through private apt lists (scripts/arm64-lib.sh): nothing is
+# installed on the host but the cross compiler (scripts/host-deps.sh).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
+# shellcheck source=scripts/arm64-lib.sh
+. "$(dirname "$0")/arm64-lib.sh"
 
 [ $# -ge 1 ] || die "usage: $0 bookworm|sid [make args...]"
 suite=$1
@@ -32,67 +33,15 @@ for a in "$@"; do
 	*) die "make argument '$a' is not VAR=value" ;;
 	esac
 done
-case $suite in
-bookworm) suites="bookworm bookworm-updates" ;;
-sid) suites="sid" ;;
-*) die "unknown suite '$suite' (bookworm or sid)" ;;
-esac
+arm64_setup "$suite"
 CROSS=aarch64-linux-gnu-
 command -v "${CROSS}gcc" >/dev/null || die "${CROSS}gcc missing (scripts/host-deps.sh)"
-
-top=$VIOMMU_CACHE/arm64/$suite
-mkdir -p "$top"
 exec 8>"$top/.lock"
 flock 8
 
-# apt_dir ARCH, apt_opts ARCH: the private apt lists of $suite for ARCH.
-apt_dir() { echo "$VIOMMU_CACHE/arm64/apt-$suite-$1"; }
-apt_opts() {
-	echo "-o APT::Architecture=$1 -o APT::Architectures::=$1" \
-		"$(private_apt_opts "$(apt_dir "$1")")" \
-		"-o APT::Sandbox::User=root"
-}
-apt_update() { # ARCH
-	local d s mirror
-	d=$(apt_dir "$1")
-	mkdir -p "$d/lists/partial" "$d/cache" "$d/archives/partial"
-	mirror=$(debian_mirror)
-	: >"$d/sources.list.new"
-	for s in $suites; do
-		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $s main" \
-			>>"$d/sources.list.new"
-	done
-	if [ "$suite" = bookworm ]; then
-		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/debian}/debian-security bookworm-security main" \
-			>>"$d/sources.list.new"
-	fi
-	mv "$d/sources.list.new" "$d/sources.list"
-	if [ -z "$(find "$d/lists" -maxdepth 1 -name '*Packages*' -mmin -60 2>/dev/null)" ]; then
-		# shellcheck disable=SC2046 # options are words
-		apt-get $(apt_opts "$1") update -qq >&2
-	fi
-}
-# fetch ARCH PACKAGE: the .deb's path (downloaded once into $top/debs).
-fetch() {
-	local f
-	mkdir -p "$top/debs"
-	f=$(find "$top/debs" -maxdepth 1 -name "${2}_*_$1.deb" -o -maxdepth 1 -name "${2}_*_all.deb" | head -n1)
-	if [ -z "$f" ]; then
-		# shellcheck disable=SC2046 # options are words
-		(cd "$top/debs" && apt-get $(apt_opts "$1") download -qq "$2" >&2) ||
-			die "cannot download $2 ($1, $suite)"
-		f=$(find "$top/debs" -maxdepth 1 -name "${2}_*.deb" | head -n1)
-	fi
-	echo "$f"
-}
-
 apt_update arm64
 apt_update amd64
-# The newest arm64 kernel ABI of the suite, e.g. 6.12.118+deb12-arm64.
-# shellcheck disable=SC2046 # options are words
-kver=$(apt-cache $(apt_opts arm64) search --names-only '^linux-headers-[0-9][0-9.]*\+deb[0-9]+-arm64$' |
-	awk '{print $1}' | sed 's/^linux-headers-//' | sort -V | tail -n1)
-[ -n "$kver" ] || die "no arm64 kernel headers in $suite"
+kver=$(arm64_kver)
 upstream=${kver%%+*}                 # 6.12.118
 series=$(echo "$upstream" | cut -d. -f1-2)  # 6.12
 log "arm64 kernel $kver (linux-source-$series, $suite)"
