@@ -14,8 +14,13 @@
 #   scripts/guest-kernels.sh            both kernels
 #   scripts/guest-kernels.sh bookworm   only the 6.12 kernel
 #   scripts/guest-kernels.sh sid        only sid's newest
+#   scripts/guest-kernels.sh bookworm-arm64 | sid-arm64
+#                                       the same kernels built for arm64
+#                                       (private apt lists, arm64-lib.sh)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
+# shellcheck source=scripts/arm64-lib.sh
+. "$(dirname "$0")/arm64-lib.sh"
 
 KDIR_BASE=$VIOMMU_CACHE/kernels
 DEB_CACHE=$VIOMMU_CACHE/debs
@@ -109,6 +114,27 @@ sid() {
 	echo "$kver"
 }
 
+# arm64 SUITE: the newest Debian arm64 kernel of SUITE (bookworm: 6.12,
+# sid), through the private arm64 apt lists of scripts/arm64-lib.sh.
+arm64() {
+	local kver debs opts pkgs
+	arm64_setup "$1"
+	apt_update arm64
+	kver=$(arm64_kver)
+	if [ "$1" = bookworm ]; then
+		pkgs=("linux-image-$kver-unsigned")
+	else
+		pkgs=("linux-binary-$kver" "linux-modules-$kver" "linux-base-$kver")
+	fi
+	if ! is_complete "$kver" "${pkgs[@]}"; then
+		read -r -a opts <<<"$(apt_opts arm64)"
+		mapfile -t debs < <(fetch "${opts[@]}" -- "${pkgs[@]}")
+		log "unpacking $kver"
+		unpack "$kver" "${debs[@]}"
+	fi
+	echo "$kver"
+}
+
 command -v depmod >/dev/null || die "depmod missing: run scripts/host-deps.sh"
 mkdir -p "$KDIR_BASE"
 exec 8>"$VIOMMU_CACHE/guest-kernels.lock"
@@ -116,6 +142,8 @@ flock 8
 case "${1:-all}" in
 bookworm) bookworm ;;
 sid) sid ;;
+bookworm-arm64) arm64 bookworm ;;
+sid-arm64) arm64 sid ;;
 all) bookworm; sid ;;
-*) die "usage: $0 [bookworm|sid|all]" ;;
+*) die "usage: $0 [bookworm|sid|bookworm-arm64|sid-arm64|all]" ;;
 esac

@@ -30,13 +30,14 @@ TOP=$(cd "$(dirname "$0")/../.." && pwd)
 . "$TOP/tests/e2e/pm-boots.sh"
 
 MOD=ours
+BOOTS_GIVEN=""
 BOOTS=main,after-reboot,before-reboot,after-poweroff,unload,untrusted,lifecycle,tool,suspend,hibernate
 KERNELS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--intree) MOD=intree ;;
-	--boots) BOOTS=$2; shift ;;
-	bookworm | sid) KERNELS+=("$1") ;;
+	--boots) BOOTS=$2; BOOTS_GIVEN=1; shift ;;
+	bookworm | sid | bookworm-arm64 | sid-arm64) KERNELS+=("$1") ;;
 	-h | --help) sed -n '3,19p' "$0"; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -105,8 +106,16 @@ SHUTDOWN_LIMIT_S=10
 
 run_kernel() {
 	local which=$1 kver tree ko="" version="" srcversion="" out initrd b role order shut
-	local pass=0 fail=0 skip=0 t0 s
+	local pass=0 fail=0 skip=0 t0 s arch=x86_64 boots=$BOOTS expect modules=$VIOMMU_GUEST_MODULES
 	t0=$(date +%s)
+	if [[ $which == *-arm64 ]]; then
+		# QEMU's virt machine, device tree. Not here: the untrusted boot
+		# (an ACPI table marks its port), suspend and hibernation (virt
+		# has no S3), the lifecycle boot (ACPI hot-plug in the harness).
+		arch=arm64
+		[ -n "$BOOTS_GIVEN" ] || boots=main,after-reboot,before-reboot,after-poweroff,unload,tool
+		modules+=" virtio_mmio"
+	fi
 	# (set -e does not apply here: run_kernel is called in a || list.)
 	kver=$("$TOP/scripts/guest-kernels.sh" "$which" | tail -n1)
 	if [ -z "$kver" ] || [ ! -f "$VIOMMU_CACHE/kernels/$kver/.complete" ]; then
@@ -118,9 +127,17 @@ run_kernel() {
 	out=$VIOMMU_CACHE/e2e/$kver
 	mkdir -p "$out"
 	local extra=()
+	# The default domain type the kernel was configured with.
+	expect=DMA-FQ
+	grep -q '^CONFIG_IOMMU_DEFAULT_DMA_STRICT=y' "$tree/boot/config-$kver" && expect=DMA
 	if [ "$MOD" = ours ]; then
-		if ! ko=$("$TOP/scripts/build-module.sh" "$kver" | tail -n1) || [ ! -f "$ko" ]; then
-			echo "FAIL $kver build the module failed (see $VIOMMU_CACHE/build/$kver/build.log)"
+		if [ "$arch" = arm64 ]; then
+			ko=$("$TOP/scripts/cross-arm64.sh" "${which%-arm64}" 2>"$out/cross-build.log" | tail -n1) || ko=""
+		else
+			ko=$("$TOP/scripts/build-module.sh" "$kver" | tail -n1) || ko=""
+		fi
+		if [ -z "$ko" ] || [ ! -f "$ko" ]; then
+			echo "FAIL $kver build the module failed (see $VIOMMU_CACHE/build/$kver/build.log or $out/cross-build.log)"
 			echo "SUITE e2e-$kver: 0 passed, 1 failed, 0 skipped"
 			return 1
 		fi
@@ -133,7 +150,7 @@ run_kernel() {
 	initrd=$out/initrd.img
 	# The viommu-fq cases (boot "tool"); ext4 for a mounted filesystem.
 	extra+=("$TOP/tests/e2e/guest-tool.sh:lib/viommu/guest-tool.sh")
-	if ! (VIOMMU_GUEST_MODULES="$VIOMMU_GUEST_MODULES ext4" \
+	if ! (VIOMMU_GUEST_MODULES="$modules ext4" \
 		viommu_initramfs "$initrd" "$tree" "$kver" "$TOP/tests/e2e/guest.sh" "${extra[@]}"); then
 		echo "FAIL $kver building the initramfs failed"
 		echo "SUITE e2e-$kver: 0 passed, 1 failed, 0 skipped"
@@ -141,7 +158,7 @@ run_kernel() {
 	fi
 	local results=$out/results.txt pm_img=""
 	: >"$results"
-	for b in ${BOOTS//,/ }; do
+	for b in ${boots//,/ }; do
 		read -r role order shut <<<"$(boot_spec "$b")"
 		if [ "$role" = suspend ] || [ "$role" = hibernate ]; then
 			if [ -z "$pm_img" ]; then
@@ -156,7 +173,7 @@ run_kernel() {
 			continue
 		fi
 		local append="viommu_role=$role viommu_order=$order viommu_shutdown=$shut viommu_mod=$MOD"
-		append+=" viommu_expect_type=DMA-FQ viommu_fio_size=32M"
+		append+=" viommu_expect_type=$expect viommu_fio_size=32M"
 		[ -n "$version" ] && append+=" viommu_version=$version viommu_srcversion=$srcversion"
 		[ -n "${VIOMMU_E2E_APPEND:-}" ] && append+=" $VIOMMU_E2E_APPEND"
 		log "$kver: boot '$b' ($role, virtio_iommu $order the endpoint drivers, ends with $shut)"
@@ -180,7 +197,7 @@ run_kernel() {
 			lc_qemu_args "$out/$b/lc.img"
 			qargs=("${LC_QEMU_ARGS[@]}")
 		fi
-		VM_MEM=$mem viommu_vm_run "$out/$b" "$tree/boot/vmlinuz-$kver" "$boot_initrd" "$append" -- "${qargs[@]}" || ok=0
+		VM_ARCH=$arch VM_MEM=$mem viommu_vm_run "$out/$b" "$tree/boot/vmlinuz-$kver" "$boot_initrd" "$append" -- "${qargs[@]}" || ok=0
 		{
 			viommu_vm_results "$out/$b" | sed "s|^\([A-Z]*\) |\1 $kver $b/|"
 			grep '^FIGURE ' "$out/$b/results.log" | sed "s|^FIGURE \([^ ]*\) |FIGURE $kver $b/\1 |" || true
@@ -245,7 +262,9 @@ guest_shutdown_s() {
 	fi
 }
 
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/host-deps.sh"
+for q in qemu-system-x86_64 qemu-system-aarch64; do
+	command -v $q >/dev/null || die "$q missing: run scripts/host-deps.sh"
+done
 status=0
 for k in "${KERNELS[@]}"; do
 	run_kernel "$k" || status=1

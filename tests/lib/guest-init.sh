@@ -14,6 +14,16 @@ mount -t tmpfs -o size=512m tmpfs /tmp
 mkdir -p /sys/kernel/debug /dev/hugepages
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 . /lib/viommu/guest-lib.sh
+# arm64 guests report through a virtio console on virtio-mmio (QEMU's virt
+# machine has one UART, the kernel's), whose transport is a module.
+if [ -n "${viommu_results_mod:-}" ]; then
+	modload "$viommu_results_mod"
+	i=0
+	while [ ! -e "$VIOMMU_RESULTS_TTY" ] && [ $i -lt 100 ]; do
+		usleep 100000
+		i=$((i + 1))
+	done
+fi
 guest_start
 /bin/sh /test.sh
 rc=$?

@@ -24,6 +24,7 @@
 #
 # Functions:
 #   viommu_initramfs_base                      print path of the base archive
+#   viommu_initramfs_base_arm64                the same for arm64 guests
 #   viommu_initramfs_modules TREE KVER MOD...  print path of a modules archive
 #   viommu_initramfs_payload OUT SCRIPT [SRC:DST]...
 #                                              write a payload archive to OUT
@@ -83,6 +84,88 @@ viommu_initramfs_base() {
 	_viommu_cpio "$tmp" "$out.tmp"
 	mv "$out.tmp" "$out"
 	rm -rf "$tmp"
+	echo "$out"
+}
+
+# viommu_initramfs_base_arm64: the same base for arm64 guests, from Debian
+# 12's arm64 packages (busybox-static, fio and the packages fio depends on,
+# downloaded through the private arm64 apt lists of scripts/arm64-lib.sh and
+# unpacked, never installed). fio's libraries are those its ELF headers
+# need, followed library by library (RUNPATH, then the multiarch
+# directories), found with the cross binutils' readelf. Cached by the exact
+# package versions.
+viommu_initramfs_base_arm64() {
+	local pkgs key out tmp stage lib f need dir found todo=() seen=" "
+	# shellcheck source=scripts/arm64-lib.sh
+	. "$VIOMMU_TOP/scripts/arm64-lib.sh"
+	command -v aarch64-linux-gnu-readelf >/dev/null ||
+		die "aarch64-linux-gnu-readelf missing: run scripts/host-deps.sh"
+	arm64_setup bookworm
+	apt_update arm64
+	# The dependency closure of fio and busybox-static (real packages only).
+	# shellcheck disable=SC2046 # options are words
+	pkgs=$(apt-cache $(apt_opts arm64) depends --recurse --no-recommends --no-suggests \
+		--no-conflicts --no-breaks --no-replaces --no-enhances fio busybox-static |
+		grep -v '^[ <]' | sort -u)
+	# shellcheck disable=SC2046,SC2086
+	key=$(apt-cache $(apt_opts arm64) policy $pkgs | grep -E '^[^ ]|Candidate' | sha256sum | cut -c1-12)
+	out=$VIOMMU_INITRAMFS_CACHE/base-arm64-$key.cpio.zst
+	if [ -s "$out" ]; then
+		echo "$out"
+		return
+	fi
+	log "building the arm64 initramfs base (busybox + fio + libraries)"
+	mkdir -p "$VIOMMU_INITRAMFS_CACHE" "$top/userland"
+	# shellcheck disable=SC2046,SC2086
+	(cd "$top/userland" && apt-get $(apt_opts arm64) download -qq $pkgs >&2) ||
+		die "cannot download the arm64 userland ($pkgs)"
+	stage=$(mktemp -d "$VIOMMU_INITRAMFS_CACHE/stage-arm64.XXXXXX")
+	for f in "$top"/userland/*.deb; do
+		dpkg-deb -x "$f" "$stage"
+	done
+	tmp=$(mktemp -d "$VIOMMU_INITRAMFS_CACHE/base-arm64.XXXXXX")
+	mkdir -p "$tmp"/{bin,sbin,usr/bin,usr/sbin,lib,dev,proc,sys,tmp,run,mnt,etc}
+	cp "$stage/bin/busybox" "$tmp/bin/busybox"
+	# One symlink per applet, as `busybox --install -s` would do (the
+	# host's busybox names the same applets: same version, same config).
+	for f in $(/bin/busybox --list-full); do
+		[ -e "$tmp/$f" ] || ln -s /bin/busybox "$tmp/$f"
+	done
+	cp "$stage/usr/bin/fio" "$tmp/usr/bin/fio"
+	# The loader, at the path fio's program header names.
+	f=$(aarch64-linux-gnu-readelf -l "$stage/usr/bin/fio" | sed -n 's/.*interpreter: \(.*\)\]/\1/p')
+	[ -n "$f" ] || die "no program interpreter in arm64 fio"
+	mkdir -p "$tmp$(dirname "$f")"
+	cp -L "$stage$f" "$tmp$f" 2>/dev/null || cp -L "$stage/usr$f" "$tmp$f" ||
+		die "arm64 loader $f not found"
+	todo=(/usr/bin/fio)
+	while [ ${#todo[@]} -gt 0 ]; do
+		lib=${todo[0]}
+		todo=("${todo[@]:1}")
+		for need in $(aarch64-linux-gnu-readelf -d "$tmp$lib" |
+			sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+			case $seen in *" $need "*) continue ;; esac
+			seen="$seen$need "
+			found=""
+			for dir in $(aarch64-linux-gnu-readelf -d "$tmp$lib" |
+				sed -nE 's/.*\((RUNPATH|RPATH)\).*\[(.*)\]/\2/p' | tr ':' ' ' |
+				sed "s|\$ORIGIN|$(dirname "$lib")|g") \
+				/lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu; do
+				if [ -e "$stage$dir/$need" ]; then
+					found=$dir/$need
+					break
+				fi
+			done
+			[ -n "$found" ] || die "arm64 library $need (needed by $lib) not in the downloaded packages"
+			mkdir -p "$tmp$(dirname "$found")"
+			cp -L "$stage$found" "$tmp$found"
+			todo+=("$found")
+		done
+	done
+	echo 'root:x:0:0:root:/root:/bin/sh' >"$tmp/etc/passwd"
+	_viommu_cpio "$tmp" "$out.tmp"
+	mv "$out.tmp" "$out"
+	rm -rf "$tmp" "$stage"
 	echo "$out"
 }
 
@@ -164,11 +247,15 @@ viommu_initramfs_payload() {
 	rm -rf "$tmp"
 }
 
-# viommu_initramfs OUT TREE KVER SCRIPT [SRC:DST]...: the whole image.
+# viommu_initramfs OUT TREE KVER SCRIPT [SRC:DST]...: the whole image (for
+# arm64 when KVER ends in -arm64).
 viommu_initramfs() {
 	local out=$1 tree=$2 kver=$3 script=$4 base mods
 	shift 4
-	base=$(viommu_initramfs_base)
+	case $kver in
+	*-arm64) base=$(viommu_initramfs_base_arm64) ;;
+	*) base=$(viommu_initramfs_base) ;;
+	esac
 	# shellcheck disable=SC2086
 	mods=$(viommu_initramfs_modules "$tree" "$kver" $VIOMMU_GUEST_MODULES)
 	viommu_initramfs_payload "$out.payload" "$script" "$@"

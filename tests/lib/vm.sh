@@ -3,8 +3,9 @@
 #
 # tests/lib/vm.sh - boot a test guest under QEMU TCG and collect its results.
 #
-# Source this file. The guest is always: q35, -accel tcg,thread=multi,
-# -cpu max, -smp 2, -m 2G, a virtio-iommu-pci, an NVMe disk and a virtio-blk
+# Source this file. The guest is always: q35 (or virt, VM_ARCH=arm64),
+# -accel tcg,thread=multi, -cpu max, -smp 2, -m 2G, a virtio-iommu-pci, an
+# NVMe disk and a virtio-blk
 # disk (sparse raw files in the run directory), no network, serial port 0 =
 # kernel console (console.log), serial port 1 = the results port
 # (results.log, see guest-lib.sh), panic=-1 and -no-reboot so that a panic,
@@ -34,6 +35,9 @@
 # host send those QMP commands (each a JSON object without spaces) after the
 # delay; the replies are logged in DIR/attempt-<n>/qmp.log.
 #   VM_IOMMU=0             no virtio-iommu-pci (e.g. for a no-IOMMU baseline)
+#   VM_ARCH=arm64          qemu-system-aarch64 -M virt (device tree) instead
+#                          of q35; kernel console on ttyAMA0, results on a
+#                          virtio console (/dev/hvc0) on virtio-mmio
 # Sets, for the caller:
 #   VM_STATUS    ok | infra | timeout | nostart | shutdown-capped
 #                (of the last attempt)
@@ -64,6 +68,7 @@ VM_DISK_SIZE=${VM_DISK_SIZE:-256M}
 VM_SMP=${VM_SMP:-2}
 VM_MEM=${VM_MEM:-2G}
 VM_IOMMU=${VM_IOMMU:-1}
+VM_ARCH=${VM_ARCH:-x86_64}
 VM_KEEP_DISKS=${VM_KEEP_DISKS:-0}
 export VM_SHUTDOWN_S VM_WALL_S VM_ATTEMPTS VM_STATUS
 
@@ -139,16 +144,35 @@ _vm_hang_dump() {
 _viommu_vm_boot_once() {
 	local adir=$1 kernel=$2 initrd=$3 append=$4 pid start now sd_at="" end started=""
 	shift 4
+	local qemu="qemu-system-x86_64" args
 	# shellcheck disable=SC2054 # commas belong to QEMU's option syntax
-	local args=(
-		-machine q35 -accel tcg,thread=multi -cpu max
-		-smp "$VM_SMP" -m "$VM_MEM"
-		-display none -monitor none -nic none -no-reboot
-		-serial "file:$adir/console.log" -serial "file:$adir/results.log"
-		-qmp "unix:$adir/qmp.sock,server=on,wait=off"
-		-kernel "$kernel" -initrd "$initrd"
-		-append "console=ttyS0,115200 panic=-1 printk.time=1 sysrq_always_enabled $VM_CLOCK $append"
-	)
+	if [ "$VM_ARCH" = arm64 ]; then
+		# virt has one UART (the console): results go to a virtio console
+		# on virtio-mmio, outside the IOMMU's reach (guest-init.sh).
+		qemu="qemu-system-aarch64"
+		args=(
+			-machine virt -accel tcg,thread=multi -cpu max
+			-smp "$VM_SMP" -m "$VM_MEM"
+			-display none -monitor none -nic none -no-reboot
+			-serial "file:$adir/console.log"
+			-device virtio-serial-device
+			-chardev "file,id=results,path=$adir/results.log"
+			-device virtconsole,chardev=results
+			-qmp "unix:$adir/qmp.sock,server=on,wait=off"
+			-kernel "$kernel" -initrd "$initrd"
+			-append "console=ttyAMA0 panic=-1 printk.time=1 sysrq_always_enabled VIOMMU_RESULTS_TTY=/dev/hvc0 viommu_results_mod=virtio_mmio $append"
+		)
+	else
+		args=(
+			-machine q35 -accel tcg,thread=multi -cpu max
+			-smp "$VM_SMP" -m "$VM_MEM"
+			-display none -monitor none -nic none -no-reboot
+			-serial "file:$adir/console.log" -serial "file:$adir/results.log"
+			-qmp "unix:$adir/qmp.sock,server=on,wait=off"
+			-kernel "$kernel" -initrd "$initrd"
+			-append "console=ttyS0,115200 panic=-1 printk.time=1 sysrq_always_enabled $VM_CLOCK $append"
+		)
+	fi
 	[ "$VM_IOMMU" = 1 ] && args+=(-device virtio-iommu-pci)
 	args+=(
 		-drive "if=none,id=nvm,format=raw,file=$adir/../nvme.img"
@@ -160,12 +184,12 @@ _viommu_vm_boot_once() {
 	: >"$adir/console.log"
 	: >"$adir/results.log"
 	rm -f "$adir/qmp.sock"
-	printf '%q ' qemu-system-x86_64 "${args[@]}" "$@" >"$adir/qemu.cmd"
+	printf '%q ' "$qemu" "${args[@]}" "$@" >"$adir/qemu.cmd"
 	echo >>"$adir/qemu.cmd"
 	# The wait below forks nothing per tick (builtins only, results.log
 	# read incrementally), so the host stays quiet while the guest runs.
 	start=$(_vm_now_us)
-	qemu-system-x86_64 "${args[@]}" "$@" >"$adir/qemu.out" 2>&1 &
+	"$qemu" "${args[@]}" "$@" >"$adir/qemu.out" 2>&1 &
 	pid=$!
 	VM_STATUS=ok
 	local rfd tfd line="" part now
