@@ -7,7 +7,7 @@ KDIR ?= /lib/modules/$(KVER)/build
 VERSION := $(shell cat VERSION)
 CACHE ?= /var/cache/virtio-iommu-fq
 
-.PHONY: all modules clean demo check check-all bench kunit
+.PHONY: all modules clean demo demo-arm64 check check-all bench kunit
 
 all: modules
 
@@ -20,6 +20,9 @@ clean:
 # The main job: set up a fresh machine, build the module, boot a guest with it.
 demo:
 	bash scripts/demo.sh
+
+demo-arm64:
+	bash scripts/demo.sh arm64
 
 # The benchmark (see docs/BENCHMARKS.md); BENCH_ARGS="--rounds 3" etc.
 bench:

@@ -10,6 +10,11 @@
 #   - a short fio figure on the NVMe disk in DMA-FQ (lazy) mode,
 #   - the driver's counters for that run, per I/O.
 # About 1-2 minutes once the caches under /var/cache/virtio-iommu-fq are warm.
+#
+#   scripts/demo.sh           x86-64 guest (q35, ACPI VIOT)
+#   scripts/demo.sh arm64     arm64 guest (virt, device tree): Debian 12's
+#                             arm64 6.12 kernel, the module cross-built by
+#                             scripts/cross-arm64.sh (make demo-arm64)
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../tests/lib/initramfs.sh
@@ -18,17 +23,32 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/tests/lib/vm.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (installs packages, uses /var/cache)"
+arch=x86_64
+case ${1:-} in
+"") ;;
+arm64) arch=arm64 ;;
+*) die "usage: $0 [arm64]" ;;
+esac
 t0=$(date +%s)
 log "1/4 host packages"
 "$TOP/scripts/host-deps.sh" >/dev/null
 log "2/4 guest kernel"
-kver=$("$TOP/scripts/guest-kernels.sh" bookworm | tail -n1)
+if [ "$arch" = arm64 ]; then
+	kver=$("$TOP/scripts/guest-kernels.sh" bookworm-arm64 | tail -n1)
+	log "3/4 cross-building the module for $kver"
+	ko=$("$TOP/scripts/cross-arm64.sh" bookworm 2>"$VIOMMU_CACHE/demo-build.log" | tail -n1) ||
+		die "module build failed, see $VIOMMU_CACHE/demo-build.log"
+	# The results port of arm64 guests is a virtio console on virtio-mmio.
+	VIOMMU_GUEST_MODULES="$VIOMMU_GUEST_MODULES virtio_mmio"
+else
+	kver=$("$TOP/scripts/guest-kernels.sh" bookworm | tail -n1)
+	log "3/4 building the module for $kver"
+	ko=$("$TOP/scripts/build-module.sh" "$kver" 2>"$VIOMMU_CACHE/demo-build.log" | tail -n1) ||
+		die "module build failed, see $VIOMMU_CACHE/demo-build.log"
+fi
 tree=$VIOMMU_CACHE/kernels/$kver
-log "3/4 building the module for $kver"
-ko=$("$TOP/scripts/build-module.sh" "$kver" 2>"$VIOMMU_CACHE/demo-build.log" | tail -n1) ||
-	die "module build failed, see $VIOMMU_CACHE/demo-build.log"
 
-out=$VIOMMU_CACHE/demo
+out=$VIOMMU_CACHE/demo-$arch
 mkdir -p "$out"
 guest=$out/demo-guest.sh
 cat >"$guest" <<'EOF'
@@ -76,7 +96,7 @@ EOF
 initrd=$out/initrd.img
 viommu_initramfs "$initrd" "$tree" "$kver" "$guest" "$ko:lib/modules/ours/virtio-iommu.ko"
 log "4/4 booting $kver under QEMU TCG (virtio-iommu-pci, NVMe, virtio-blk)"
-VM_TIMEOUT=300 viommu_vm_run "$out/run" "$tree/boot/vmlinuz-$kver" "$initrd" ||
+VM_ARCH=$arch VM_TIMEOUT=300 viommu_vm_run "$out/run" "$tree/boot/vmlinuz-$kver" "$initrd" ||
 	die "the guest did not start: $VM_ATTEMPTS (console: $out/run/console.log)"
 echo
 echo "== virtio-iommu-fq demo on $kver =="

@@ -7,6 +7,9 @@
 #   style    W=1 / sparse / sid W=1 builds, checkpatch --strict
 #   kunit    KUnit suites against a fake device (kunit.py, x86_64 QEMU)
 #   e2e      the module in real 6.12 and sid guests (QEMU, virtio-iommu-pci)
+#   e2e-arm64  the same boots that apply on arm64 in Debian's arm64 6.12 and
+#            sid guests (qemu-system-aarch64 -M virt, device tree), with the
+#            module cross-built (scripts/cross-arm64.sh)
 #   install  the .deb/.rpm packages, DKMS on this host
 #   image    a Debian 12 disk image booting from NVMe behind the IOMMU
 #   bench    smoke round of the benchmark (figures only, no thresholds)
@@ -16,11 +19,12 @@
 #   e2e-intree  the e2e boots of the lifecycle, tool, suspend and hibernate
 #            cases on the kernel's own driver: the comparison column, FIGURE
 #            lines only (tests/e2e/run.sh --intree)
+#   e2e-arm64-intree  the arm64 boots on the kernel's own driver (figures)
 # Each suite prints its own results and a `SUITE <name>: ...` line; this
 # script ends with the totals over all suites: `N passed, N failed`.
 #
-#   tests/run-all.sh [SUITE...]     (default: all but e2e-intree, in the order above)
-#   tests/run-all.sh --all          every suite, kunit-arm64 and e2e-intree last
+#   tests/run-all.sh [SUITE...]     (default: all but the last three, in the order above)
+#   tests/run-all.sh --all          every suite, kunit-arm64 and the in-tree runs last
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/common.sh"
@@ -30,13 +34,15 @@ declare -A SUITES=(
 	[kunit]="kunit/run.sh"
 	[kunit-arm64]="kunit/run.sh --arch=arm64"
 	[e2e]="tests/e2e/run.sh"
+	[e2e-arm64]="tests/e2e/run.sh bookworm-arm64 sid-arm64"
 	[install]="tests/install/run.sh"
 	[image]="tests/image/run.sh"
 	[bench]="bench/run.sh --smoke"
 	[e2e-intree]="tests/e2e/run.sh --intree --boots lifecycle,tool,suspend,hibernate"
+	[e2e-arm64-intree]="tests/e2e/run.sh --intree bookworm-arm64"
 )
-ORDER=(style kunit e2e install image bench)
-[ "${1:-}" = --all ] && set -- "${ORDER[@]}" kunit-arm64 e2e-intree
+ORDER=(style kunit e2e e2e-arm64 install image bench)
+[ "${1:-}" = --all ] && set -- "${ORDER[@]}" kunit-arm64 e2e-intree e2e-arm64-intree
 [ $# -gt 0 ] && ORDER=("$@")
 
 bash "$TOP/scripts/host-deps.sh" >/dev/null || die "host dependencies could not be installed"
