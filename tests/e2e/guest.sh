@@ -291,10 +291,10 @@ knob_rw() {
 # mapping call: the case where batching MAPs can show.
 make_fragmented_buffer() {
 	rm -f /tmp/fragbuf /tmp/fragbuf.keep /tmp/fragpad
-	# Compaction migrates tmpfs pages and may make the buffer contiguous
-	# again (seen on arm64, whose Debian kernel has THP "always", whose
-	# faults compact: 1.0 MAPs per 64 KiB I/O in one run, 15.7 in the
-	# next on the same buffer). No THP and no proactive compaction here.
+	# THP faults and proactive compaction move pages: off while the buffer
+	# is in use. Its pages were still found contiguous in some runs on
+	# arm64 (1.0 MAPs per 64 KiB I/O in one run, 15.7 in the next on the
+	# same buffer); batch_run checks every run and makes the buffer again.
 	echo never >/sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
 	echo 0 >/proc/sys/vm/compaction_proactiveness 2>/dev/null
 	# One CPU, so both files draw from the same per-CPU page list.

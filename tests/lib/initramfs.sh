@@ -116,6 +116,7 @@ viommu_initramfs_base_arm64() {
 	fi
 	log "building the arm64 initramfs base (busybox + fio + libraries)"
 	mkdir -p "$VIOMMU_INITRAMFS_CACHE" "$top/userland"
+	rm -f "$top"/userland/*.deb
 	# shellcheck disable=SC2046,SC2086
 	(cd "$top/userland" && apt-get $(apt_opts arm64) download -qq $pkgs >&2) ||
 		die "cannot download the arm64 userland ($pkgs)"

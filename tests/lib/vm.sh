@@ -5,11 +5,11 @@
 #
 # Source this file. The guest is always: q35 (or virt, VM_ARCH=arm64),
 # -accel tcg,thread=multi, -cpu max, -smp 2, -m 2G, a virtio-iommu-pci, an
-# NVMe disk and a virtio-blk
-# disk (sparse raw files in the run directory), no network, serial port 0 =
-# kernel console (console.log), serial port 1 = the results port
-# (results.log, see guest-lib.sh), panic=-1 and -no-reboot so that a panic,
-# a poweroff or a reboot all end QEMU at once.
+# NVMe disk and a virtio-blk disk (sparse raw files in the run directory),
+# no network, serial port 0 = kernel console (console.log), serial port 1
+# (arm64: a virtio console) = the results port (results.log, see
+# guest-lib.sh), panic=-1 and -no-reboot so that a panic, a poweroff or a
+# reboot all end QEMU at once.
 #
 #   viommu_vm_run DIR KERNEL INITRD [APPEND] [-- QEMU ARGS...]
 #
