@@ -6,6 +6,8 @@
 # (the machine has two cores; suites never run concurrently):
 #   style    W=1 / sparse / sid W=1 builds, checkpatch --strict
 #   kunit    KUnit suites against a fake device (kunit.py, x86_64 QEMU)
+#   kunit-arm64  the same suites in an arm64 kernel (kunit.py --arch=arm64,
+#            cross-built, qemu-system-aarch64 -M virt)
 #   e2e      the module in real 6.12 and sid guests (QEMU, virtio-iommu-pci)
 #   e2e-arm64  the same boots that apply on arm64 in Debian's arm64 6.12 and
 #            sid guests (qemu-system-aarch64 -M virt, device tree), with the
@@ -14,8 +16,6 @@
 #   image    a Debian 12 disk image booting from NVMe behind the IOMMU
 #   bench    smoke round of the benchmark (figures only, no thresholds)
 # and, only when named (make check-all):
-#   kunit-arm64  the KUnit suites in an arm64 kernel (kunit.py --arch=arm64,
-#            cross-built, qemu-system-aarch64 -M virt)
 #   e2e-intree  the e2e boots of the lifecycle, tool, suspend and hibernate
 #            cases on the kernel's own driver: the comparison column, FIGURE
 #            lines only (tests/e2e/run.sh --intree)
@@ -23,8 +23,8 @@
 # Each suite prints its own results and a `SUITE <name>: ...` line; this
 # script ends with the totals over all suites: `N passed, N failed`.
 #
-#   tests/run-all.sh [SUITE...]     (default: all but the last three, in the order above)
-#   tests/run-all.sh --all          every suite, kunit-arm64 and the in-tree runs last
+#   tests/run-all.sh [SUITE...]     (default: all but the last two, in the order above)
+#   tests/run-all.sh --all          every suite, the in-tree runs last
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/common.sh"
@@ -41,8 +41,8 @@ declare -A SUITES=(
 	[e2e-intree]="tests/e2e/run.sh --intree --boots lifecycle,tool,suspend,hibernate"
 	[e2e-arm64-intree]="tests/e2e/run.sh --intree bookworm-arm64"
 )
-ORDER=(style kunit e2e e2e-arm64 install image bench)
-[ "${1:-}" = --all ] && set -- "${ORDER[@]}" kunit-arm64 e2e-intree e2e-arm64-intree
+ORDER=(style kunit kunit-arm64 e2e e2e-arm64 install image bench)
+[ "${1:-}" = --all ] && set -- "${ORDER[@]}" e2e-intree e2e-arm64-intree
 [ $# -gt 0 ] && ORDER=("$@")
 
 bash "$TOP/scripts/host-deps.sh" >/dev/null || die "host dependencies could not be installed"
