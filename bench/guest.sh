@@ -5,10 +5,10 @@
 # One boot = one configuration. Parameters come from the kernel command line
 # (bench/run.sh sets them):
 #   bench_cfg     configuration name (for the log)
-#   bench_drv     none | intree | ours | vtd
+#   bench_drv     none | intree | ours | vtd | smmu
 #   bench_type    DMA | DMA-FQ   wanted type of the null NVMe's IOMMU group
 #                 (ours: set through the group, unbind/write/rebind; intree
-#                 and vtd: set by iommu.strict on the command line, checked)
+#                 vtd and smmu: set by iommu.strict on the command line, checked)
 #   bench_map     map_batching for ours (0/1)
 #   bench_sq      shadow_on_flush for ours (0/1)
 #   bench_rt      fio runtime per job, seconds
@@ -115,7 +115,7 @@ _rc=0
 case $DRV in
 ours) load_viommu ours map_batching="$MAP" shadow_on_flush="$SQ" || _rc=$? ;;
 intree) load_viommu intree || _rc=$? ;;
-none | vtd) ;;
+none | vtd | smmu) ;;
 *) _rc=99 ;;
 esac
 [ $_rc -eq 0 ] || { result setup FAIL "loading the IOMMU driver ($DRV) failed: rc=$_rc $(dmesg | tail -n 3)"; fail_rest "driver"; }

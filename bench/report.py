@@ -16,11 +16,14 @@ import statistics
 import sys
 
 DEFAULT = "lazy+map-mq"
-ORDER = ["no-iommu", "intree-strict", "intree-lazy", "vtd-strict", "vtd-lazy",
+ORDER = ["no-iommu", "intree-strict", "intree-lazy", "vtd-strict", "vtd-lazy", "smmu-strict", "smmu-lazy",
          "strict", "strict+map", "lazy-mq", "lazy-sq", "lazy+map-mq", "lazy+map-sq"]
 FAMILY = {"no-iommu": "none", "intree-strict": "intree", "intree-lazy": "intree",
-          "vtd-strict": "vtd", "vtd-lazy": "vtd"}
-LABEL = {"intree": "in-tree virtio-iommu", "vtd": "emulated VT-d", "ours": "this module"}
+          "vtd-strict": "vtd", "vtd-lazy": "vtd", "smmu-strict": "smmu", "smmu-lazy": "smmu"}
+LABEL = {"intree": "in-tree virtio-iommu", "vtd": "emulated VT-d", "smmu": "emulated SMMUv3",
+         "ours": "this module"}
+# The emulated hardware IOMMU compared with: VT-d on x86-64, SMMUv3 on arm64.
+PEER_SHORT = {"vtd": "VT-d", "smmu": "SMMUv3"}
 BUFDESC = {
     "huge": "fio buffers in hugetlbfs (2 MiB pages)",
     "ordinary": "ordinary fio buffers (malloc; the guest kernel has THP=always)",
@@ -32,6 +35,11 @@ CTR_PER_IO = ["kicks", "rekicks", "shared_kicks", "req_map", "req_unmap", "sync_
 
 def family(cfg):
     return FAMILY.get(cfg, "ours")
+
+
+def peer_family(cfgs):
+    """The hardware IOMMU these configurations compare with."""
+    return "smmu" if any(family(c) == "smmu" for c in cfgs) else "vtd"
 
 
 def parse_run(d):
@@ -448,7 +456,9 @@ def lock_table(cfgs, buf):
 
 
 def headline(cfgs):
-    L = ["| metric (ratio to no-iommu) | this module default (lazy+map-mq) [IQR] | this module best | in-tree best [IQR] | VT-d best | default / in-tree best | IQRs apart | default / VT-d best | best / in-tree best |",
+    peer = peer_family(cfgs)
+    pn = PEER_SHORT[peer]
+    L = [f"| metric (ratio to no-iommu) | this module default (lazy+map-mq) [IQR] | this module best | in-tree best [IQR] | {pn} best | default / in-tree best | IQRs apart | default / {pn} best | best / in-tree best |",
          "|---|---|---|---|---|---|---|---|---|"]
     for key, label, lower in (("A.bw_mib", "A randwrite bandwidth", False),
                               ("B.iops", "B randrw IOPS", False),
@@ -461,7 +471,7 @@ def headline(cfgs):
         dv = d.get("ratio_median") if d.get("ratio_median") is not None else d.get("median")
         ob, ov = best(cfgs, "ours", key, lower)
         ib, iv = best(cfgs, "intree", key, lower)
-        vb, vv = best(cfgs, "vtd", key, lower)
+        vb, vv = best(cfgs, peer, key, lower)
         di = iqr(d.get("ratios", []))
         ii = iqr(cfgs.get(ib, {}).get(key, {}).get("ratios", [])) if ib else None
 
@@ -518,7 +528,8 @@ def chart(summ, path):
     if any(e.get("A.qemu_cpu_us_per_io", {}).get("ratios") for b in bufs for e in summ[b].values()):
         metrics += [("A.qemu_cpu_us_per_io", "A: host CPU time of QEMU per I/O\n(ratio to no-iommu, lower better)"),
                     ("B.qemu_cpu_us_per_io", "B: host CPU time of QEMU per I/O\n(ratio to no-iommu, lower better)")]
-    colors = {"none": "#888888", "intree": "#d62728", "vtd": "#ff7f0e", "ours": "#1f77b4"}
+    colors = {"none": "#888888", "intree": "#d62728", "vtd": "#ff7f0e", "smmu": "#ff7f0e",
+              "ours": "#1f77b4"}
     ncol = 3
     rows_per_buf = (len(metrics) + ncol - 1) // ncol
     nrows = rows_per_buf * len(bufs)
@@ -531,7 +542,8 @@ def chart(summ, path):
             ax = axes[i * rows_per_buf + k // ncol][k % ncol]
             if k >= len(metrics):
                 ax.axis("off")
-                ax.text(0.0, 0.5, "grey: no IOMMU\nred: in-tree virtio-iommu\norange: emulated VT-d\n"
+                ax.text(0.0, 0.5, "grey: no IOMMU\nred: in-tree virtio-iommu\n"
+                        f"orange: {LABEL[peer_family(cfgs)]}\n"
                         "blue: this module (framed: default lazy+map-mq)\n\n"
                         f"{BUFDESC.get(buf, buf)}", fontsize=9, va="center")
                 continue

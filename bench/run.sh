@@ -15,11 +15,16 @@
 #      user networking, driven from the host (bench/netclient.py): receive
 #      and transmit streams (Mbit/s) and one-byte request-response
 #      (transactions/s), --runtime s each
+# With --arch arm64, the guest is Debian 12's arm64 6.12 kernel under
+# qemu-system-aarch64 -M virt -cpu max (device tree), the module cross-built
+# (scripts/cross-arm64.sh), and the hardware-IOMMU peer is QEMU's emulated
+# SMMUv3 (-M virt,iommu=smmuv3) instead of VT-d.
 #
-#   bench/run.sh [--rounds N] [--runtime S] [--configs a,b,...] [--ordinary]
+#   bench/run.sh [--arch x86_64|arm64] [--rounds N] [--runtime S] [--configs a,b,...] [--ordinary]
 #                [--bufs L] [--verify] [--smoke] [--out DIR] [--profile S] [--insns]
 #                [--insn-profile] [--lock-profile] [--jobs L] [--list]
 #
+#   --arch A       the guest's architecture: x86_64 (default) or arm64
 #   --rounds N     rounds (default 8, the fewest for headline figures); each
 #                  round boots every configuration once
 #   --runtime S    seconds per fio job (default 8)
@@ -50,7 +55,7 @@
 # Output: DIR/<round>-<config>/ (QEMU logs, results.log), DIR/results.json
 # (every run: fio's JSON, this module's counters, boot attempts), DIR/summary.md
 # (tables), DIR/chart.png; a copy of summary.md, results-summary.json and
-# chart.png in bench/results/ (not for --smoke). The last line is
+# chart.png in bench/results/ (bench/results/arm64/ for arm64; not for --smoke). The last line is
 # `SUITE bench: N passed, N failed, N skipped`, one case per boot
 # (configuration x round): it passes when the configuration ran and produced
 # figures. A boot that dies in early boot is retried (tests/lib/vm.sh retries
@@ -66,12 +71,15 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/tests/lib/vm.sh"
 
 # name  driver  group-type  map_batching  shadow_on_flush  guest-cmdline-extra
+# (driver vtd: x86_64 only; smmu: arm64 only)
 ALL_CONFIGS=(
 	"no-iommu       none    -       - - -"
 	"intree-strict  intree  DMA     - - iommu.strict=1"
 	"intree-lazy    intree  DMA-FQ  - - iommu.strict=0"
 	"vtd-strict     vtd     DMA     - - intel_iommu=on iommu.strict=1"
 	"vtd-lazy       vtd     DMA-FQ  - - intel_iommu=on iommu.strict=0"
+	"smmu-strict    smmu    DMA     - - iommu.strict=1"
+	"smmu-lazy      smmu    DMA-FQ  - - iommu.strict=0"
 	"strict         ours    DMA     0 0 -"
 	"strict+map     ours    DMA     1 0 -"
 	"lazy-mq        ours    DMA-FQ  0 0 -"
@@ -80,12 +88,13 @@ ALL_CONFIGS=(
 	"lazy+map-sq    ours    DMA-FQ  1 1 -"
 )
 
-ROUNDS=8 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0 INSNS=0 INSN_PROFILE=0 LOCK_PROFILE=0 JOBS=A,B
+ARCH=x86_64 ROUNDS=8 RUNTIME=8 CONFIGS="" ORDINARY=0 BUFS="" VERIFY=0 SMOKE=0 OUT="" PROFILE=0 INSNS=0 INSN_PROFILE=0 LOCK_PROFILE=0 JOBS=A,B
 ARGS_GIVEN="$*"
-usage() { sed -n '3,48p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,55p' "$0" | sed 's/^# \{0,1\}//'; }
 need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see --help)"; fi; }
 while [ $# -gt 0 ]; do
 	case $1 in
+	--arch) need_arg "$@"; ARCH=$2; shift ;;
 	--rounds) need_arg "$@"; ROUNDS=$2; shift ;;
 	--runtime) need_arg "$@"; RUNTIME=$2; shift ;;
 	--configs) need_arg "$@"; CONFIGS=$2; shift ;;
@@ -99,12 +108,27 @@ while [ $# -gt 0 ]; do
 	--insn-profile) INSNS=1 INSN_PROFILE=1 ;;
 	--jobs) need_arg "$@"; JOBS=$2; shift ;;
 	--lock-profile) LOCK_PROFILE=1 ;;
-	--list) for c in "${ALL_CONFIGS[@]}"; do echo "${c%% *}"; done; exit 0 ;;
+	--list) LIST=1 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 	shift
 done
+case $ARCH in
+x86_64) NOT_HERE=smmu QEMU=qemu-system-x86_64 ;;
+arm64) NOT_HERE=vtd QEMU=qemu-system-aarch64 ;;
+*) die "--arch must be x86_64 or arm64, got '$ARCH'" ;;
+esac
+# The configurations of this architecture.
+ARCH_CONFIGS=()
+for c in "${ALL_CONFIGS[@]}"; do
+	read -r _ drv _ <<<"$c"
+	[ "$drv" = "$NOT_HERE" ] || ARCH_CONFIGS+=("$c")
+done
+if [ "${LIST:-0}" = 1 ]; then
+	for c in "${ARCH_CONFIGS[@]}"; do echo "${c%% *}"; done
+	exit 0
+fi
 if [ "$SMOKE" = 1 ]; then
 	ROUNDS=1 RUNTIME=2
 	[ -n "$CONFIGS" ] || CONFIGS=no-iommu,lazy+map-mq
@@ -125,13 +149,13 @@ fi
 
 # Selected configurations, in the canonical order.
 declare -A CFG=()
-for c in "${ALL_CONFIGS[@]}"; do CFG[${c%% *}]=$c; done
+for c in "${ARCH_CONFIGS[@]}"; do CFG[${c%% *}]=$c; done
 SEL=()
 if [ -z "$CONFIGS" ]; then
-	for c in "${ALL_CONFIGS[@]}"; do SEL+=("${c%% *}"); done
+	for c in "${ARCH_CONFIGS[@]}"; do SEL+=("${c%% *}"); done
 else
 	for c in ${CONFIGS//,/ }; do
-		[ -n "${CFG[$c]:-}" ] || die "unknown configuration '$c' (known: $(bash "$0" --list | tr '\n' ' '))"
+		[ -n "${CFG[$c]:-}" ] || die "unknown configuration '$c' on $ARCH (known: $(bash "$0" --arch "$ARCH" --list | tr '\n' ' '))"
 		SEL+=("$c")
 	done
 fi
@@ -146,7 +170,7 @@ huge,ordinary | ordinary,huge) NBUFS=2 ;;
 *) die "--bufs must be huge, ordinary or huge,ordinary, got '$BUFS'" ;;
 esac
 
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/host-deps.sh"
+command -v "$QEMU" >/dev/null || die "$QEMU missing: run scripts/host-deps.sh"
 command -v fio >/dev/null || die "fio missing: run scripts/host-deps.sh"
 [ -x /usr/bin/python3 ] || die "/usr/bin/python3 missing: run scripts/host-deps.sh"
 
@@ -158,11 +182,20 @@ T0=$(date +%s)
 
 # ---- kernel, module, initramfs ---------------------------------------------------
 
-kver=$("$TOP/scripts/guest-kernels.sh" bookworm | tail -n1)
+export VM_ARCH=$ARCH
+if [ "$ARCH" = arm64 ]; then
+	kver=$("$TOP/scripts/guest-kernels.sh" bookworm-arm64 | tail -n1)
+	ko=$("$TOP/scripts/cross-arm64.sh" bookworm 2>"$OUT/build.log" | tail -n1) ||
+		die "cross-building the module for arm64 failed (see $OUT/build.log)"
+	# The results port is a virtio console on virtio-mmio (tests/lib/vm.sh).
+	VIOMMU_GUEST_MODULES+=" virtio_mmio"
+else
+	kver=$("$TOP/scripts/guest-kernels.sh" bookworm | tail -n1)
+	ko=$("$TOP/scripts/build-module.sh" "$kver" 2>"$OUT/build.log" | tail -n1) ||
+		die "building the module for $kver failed (see $OUT/build.log)"
+fi
 tree=$VIOMMU_CACHE/kernels/$kver
 kernel=$tree/boot/vmlinuz-$kver
-ko=$("$TOP/scripts/build-module.sh" "$kver" 2>"$OUT/build.log" | tail -n1) ||
-	die "building the module for $kver failed (see $OUT/build.log)"
 [ -f "$ko" ] || die "no module built (see $OUT/build.log)"
 modver=$(modinfo -F version "$ko")
 modsrc=$(modinfo -F srcversion "$ko")
@@ -170,7 +203,7 @@ initrd=$OUT/initrd.img
 extra=("$ko:lib/modules/ours/virtio-iommu.ko")
 PLUGIN=""
 if [ "$INSNS" = 1 ]; then
-	{ read -r PLUGIN && read -r mark; } < <(bash "$TOP/bench/plugin/build.sh") ||
+	{ read -r PLUGIN && read -r mark; } < <(bash "$TOP/bench/plugin/build.sh" "$ARCH") ||
 		die "building the instruction-counting plugin failed"
 	extra+=("$mark:bin/viommu-mark")
 fi
@@ -190,6 +223,7 @@ def sh(c):
         return ""
 json.dump({
     "command": "bench/run.sh $ARGS_GIVEN",
+    "arch": "$ARCH",
     "started_utc": "$STAMP",
     "rounds": $ROUNDS, "runtime_s": $RUNTIME, "buffers": "$BUFS".split(","),
     "configs": "${SEL[*]}".split(), "smoke": $SMOKE, "verify": $VERIFY,
@@ -201,11 +235,11 @@ json.dump({
         "mem": sh("free -g | awk '/^Mem:/{print \$2\" GiB\"}'"),
         "kernel": platform.release(),
         "os": sh(". /etc/os-release && echo \$PRETTY_NAME"),
-        "qemu": sh("qemu-system-x86_64 --version | head -n1"),
+        "qemu": sh("$QEMU --version | head -n1"),
         "fio": sh("fio --version"),
         "loadavg_start": sh("cat /proc/loadavg"),
     },
-    "qemu": "q35, -accel tcg,thread=multi -cpu max, -smp $VM_SMP -m $VM_MEM",
+    "qemu": "$([ "$ARCH" = arm64 ] && echo virt || echo q35), -accel tcg,thread=multi -cpu max, -smp $VM_SMP -m $VM_MEM",
 }, open(sys.argv[1], "w"), indent=1)
 EOF
 
@@ -349,7 +383,7 @@ job_watch() {
 			pid=""
 			[ -z "$rfd" ] || exec {rfd}<&-
 			rfd="" line=""
-			for p in $(pgrep -x qemu-system-x86); do
+			for p in $(pgrep -f "^$QEMU "); do
 				mapfile -d '' args <"/proc/$p/cmdline" 2>/dev/null
 				for arg in "${args[@]}"; do
 					case $arg in
@@ -435,7 +469,7 @@ run_one() { # ROUND CONFIG
 		qargs+=(-enable-sync-profile)
 	fi
 	[ "$extra" != - ] && append+=" $extra"
-	local iommu=1
+	local iommu=1 machine=""
 	case $drv in
 	none) iommu=0 ;;
 	# Interrupt remapping off: under TCG the guest's IO-APIC timer check
@@ -443,6 +477,7 @@ run_one() { # ROUND CONFIG
 	# doesn't work through Interrupt-remapped IO-APIC"); DMA remapping, the
 	# part compared here, is unaffected.
 	vtd) iommu=0; qargs+=(-device "intel-iommu,intremap=off") ;;
+	smmu) iommu=0 machine=iommu=smmuv3 ;;
 	esac
 	# Named QEMU threads (CPU 0/TCG, ...) for the CPU accounting and --profile.
 	qargs+=(-name "bench-$name,debug-threads=on")
@@ -482,7 +517,7 @@ run_one() { # ROUND CONFIG
 	local watcher=$!
 	status=fail tries=""
 	for n in 1 2; do
-		if VM_KEEP_DISKS=$INSN_PROFILE VM_IOMMU=$iommu VM_TIMEOUT=$((150 + NFIO * NBUFS * (RUNTIME + 15) + NET * 3 * (RUNTIME + 10))) VM_DISK_SIZE=64M \
+		if VM_MACHINE_OPTS=$machine VM_KEEP_DISKS=$INSN_PROFILE VM_IOMMU=$iommu VM_TIMEOUT=$((150 + NFIO * NBUFS * (RUNTIME + 15) + NET * 3 * (RUNTIME + 10))) VM_DISK_SIZE=64M \
 			viommu_vm_run "$d" "$kernel" "$initrd" "$append" -- "${qargs[@]}"; then
 			tries+="$VM_ATTEMPTS"
 			status=ok
@@ -490,8 +525,8 @@ run_one() { # ROUND CONFIG
 		fi
 		tries+="$VM_ATTEMPTS"
 		# QEMU refusing its command line is not an early-boot crash.
-		if grep -qs '^qemu-system-x86_64: ' "$d"/attempt-*/qemu.out; then
-			tries+=" [QEMU error: $(grep -hm1 '^qemu-system-x86_64: ' "$d"/attempt-*/qemu.out | head -n1 | cut -c1-200)]"
+		if grep -qs "^$QEMU: " "$d"/attempt-*/qemu.out; then
+			tries+=" [QEMU error: $(grep -hm1 "^$QEMU: " "$d"/attempt-*/qemu.out | head -n1 | cut -c1-200)]"
 			status=qemu-error
 			break
 		fi
@@ -556,7 +591,7 @@ sys.exit(0 if r.get("rr_per_s", 0) > 0 and "error" not in r else 1)' "$d/net-C.j
 	done_s=$((done_s + $(date +%s) - t1))
 }
 
-log "bench: ${#SEL[@]} configurations x $ROUNDS rounds, ${RUNTIME}s per job, buffers $BUFS, guest $kver, module $modver ($modsrc), results in $OUT"
+log "bench ($ARCH): ${#SEL[@]} configurations x $ROUNDS rounds, ${RUNTIME}s per job, buffers $BUFS, guest $kver, module $modver ($modsrc), results in $OUT"
 for r in $(seq 1 "$ROUNDS"); do
 	# Rotate the order every round so that no configuration always runs
 	# right after the same neighbour (drift and warm-up effects cancel).
@@ -574,7 +609,11 @@ done
 
 elapsed=$(($(date +%s) - T0))
 rep_args=("$OUT" --elapsed "$elapsed" --boot-failures "$boot_failures")
-[ "$SMOKE" = 1 ] || rep_args+=(--publish "$TOP/bench/results")
+if [ "$SMOKE" = 0 ]; then
+	pub=$TOP/bench/results
+	[ "$ARCH" = x86_64 ] || pub+=/$ARCH
+	rep_args+=(--publish "$pub")
+fi
 /usr/bin/python3 "$TOP/bench/report.py" "${rep_args[@]}" || {
 	log "report generation failed"
 	failed=$((failed + 1))

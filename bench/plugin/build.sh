@@ -3,12 +3,20 @@
 #
 # Build the instruction-counting TCG plugin (insn-count.c) against the
 # qemu-plugin.h of the QEMU the host runs, and the guest's marker program
-# (mark.c). The header comes from Debian's source package of exactly the
-# installed qemu-system-x86 version (a pinned input, downloaded once into
-# the cache). Prints two lines: the plugin's path, the marker's path.
+# (mark.c) for the guest's architecture. The header comes from Debian's
+# source package of exactly the installed qemu-system-x86 version (a pinned
+# input, downloaded once into the cache; qemu-system-arm is built from the
+# same source package). Prints two lines: the plugin's path, the marker's
+# path.
 #
-#   bench/plugin/build.sh
+#   bench/plugin/build.sh [x86_64|arm64]
 set -euo pipefail
+arch=${1:-x86_64}
+case $arch in
+x86_64) cc=gcc ;;
+arm64) cc=aarch64-linux-gnu-gcc ;;
+*) echo "usage: $0 [x86_64|arm64]" >&2; exit 2 ;;
+esac
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../scripts/common.sh
 . "$here/../../scripts/common.sh"
@@ -45,13 +53,13 @@ if [ ! -s "$hdr" ]; then
 fi
 
 so=$out/insn-count.so
-mark=$out/viommu-mark
+mark=$out/viommu-mark-$arch
 if [ ! -s "$so" ] || [ "$here/insn-count.c" -nt "$so" ]; then
 	gcc -O2 -shared -fPIC -Wall -Wextra -Wno-unused-parameter -I"$out/include" \
 		-o "$so" "$here/insn-count.c"
 fi
 if [ ! -s "$mark" ] || [ "$here/mark.c" -nt "$mark" ]; then
-	gcc -O2 -static -nostdlib -fno-stack-protector -fno-pie -no-pie -Wall \
+	"$cc" -O2 -static -nostdlib -fno-stack-protector -fno-pie -no-pie -Wall \
 		-o "$mark" "$here/mark.c"
 fi
 echo "$so"

@@ -4,12 +4,15 @@
  * executes, kernel and user apart, and writes the running totals whenever
  * the guest executes a marker instruction.
  *
- * The marker is a 7-byte NOP, "nopl 0x??4f4956(%rax)" (0f 1f 80 'V' 'I' 'O'
- * id), which bench/plugin/mark.c executes in the guest: the guest brackets
- * a piece of work with two markers and the difference of the totals is the
- * instructions that work cost, whatever the host's load or speed was.
+ * The marker is an instruction that does nothing and that no compiler
+ * emits, carrying an id of 1-255, which bench/plugin/mark.c executes in the
+ * guest: the guest brackets a piece of work with two markers and the
+ * difference of the totals is the instructions that work cost, whatever the
+ * host's load or speed was.
+ *   x86-64:  nopl 0x??4f4956(%rax)      0f 1f 80 'V' 'I' 'O' id
+ *   aarch64: movz xzr, #0x56??, lsl #48 (a write to the zero register)
  *
- *   qemu-system-x86_64 -plugin insn-count.so,out=FILE[,prof=PFILE] ...
+ *   qemu-system-x86_64|qemu-system-aarch64 -plugin insn-count.so,out=FILE[,prof=PFILE] ...
  *
  * FILE gets one line per marker executed:
  *   mark <id> vcpu <n> kernel <instructions> user <instructions>
@@ -41,7 +44,16 @@
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 
 #define MAX_VCPUS 64
-#define KERNEL_START 0xffff800000000000ULL
+
+/*
+ * The lowest kernel address: the top half of the address space on x86-64
+ * (4- and 5-level paging alike), everything from TTBR1's range on arm64
+ * (48- or 52-bit VAs; user space stays below 2^52).
+ */
+#define KERNEL_START_X86_64 0xffff800000000000ULL
+#define KERNEL_START_AARCH64 0xfff0000000000000ULL
+static uint64_t kernel_start = KERNEL_START_X86_64;
+static int target_aarch64;
 
 struct vcpu_count {
 	uint64_t insns[2];	/* [0] user, [1] kernel */
@@ -66,6 +78,33 @@ static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *prof_out;
 
 static const uint8_t marker[6] = { 0x0f, 0x1f, 0x80, 'V', 'I', 'O' };
+
+/*
+ * MOVZ (64-bit, hw=3) to XZR: 1 10 100101 11 imm16 11111. The id is the
+ * low byte of imm16, whose high byte is 'V'.
+ */
+#define A64_MARK_MASK 0xffe0001fu
+#define A64_MARK_BITS 0xd2e0001fu
+
+/* The marker's id if @insn is one, else 0. */
+static unsigned int marker_id(struct qemu_plugin_insn *insn)
+{
+	const uint8_t *b = qemu_plugin_insn_data(insn);
+	uint32_t w;
+
+	if (target_aarch64) {
+		if (qemu_plugin_insn_size(insn) != 4)
+			return 0;
+		w = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+		    (uint32_t)b[3] << 24;
+		if ((w & A64_MARK_MASK) != A64_MARK_BITS || ((w >> 13) & 0xff) != 'V')
+			return 0;
+		return (w >> 5) & 0xff;
+	}
+	if (qemu_plugin_insn_size(insn) == 7 && !memcmp(b, marker, 6))
+		return b[6];
+	return 0;
+}
 
 static void tb_exec(unsigned int vcpu, void *udata)
 {
@@ -146,7 +185,7 @@ static void mark_exec(unsigned int vcpu, void *udata)
 static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
 	size_t n = qemu_plugin_tb_n_insns(tb), i;
-	int kernel = qemu_plugin_tb_vaddr(tb) >= KERNEL_START;
+	int kernel = qemu_plugin_tb_vaddr(tb) >= kernel_start;
 
 	qemu_plugin_register_vcpu_tb_exec_cb(tb, tb_exec, QEMU_PLUGIN_CB_NO_REGS,
 					     (void *)(uintptr_t)(n << 1 | kernel));
@@ -161,12 +200,12 @@ static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 		return;
 	for (i = 0; i < n; i++) {
 		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
-		const uint8_t *b = qemu_plugin_insn_data(insn);
+		unsigned int mark = marker_id(insn);
 
-		if (qemu_plugin_insn_size(insn) == 7 && !memcmp(b, marker, 6))
+		if (mark)
 			qemu_plugin_register_vcpu_insn_exec_cb(insn, mark_exec,
 							       QEMU_PLUGIN_CB_NO_REGS,
-							       (void *)(uintptr_t)b[6]);
+							       (void *)(uintptr_t)mark);
 	}
 }
 
@@ -190,6 +229,13 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id,
 			path = argv[i] + 4;
 		else if (!strncmp(argv[i], "prof=", 5))
 			prof = argv[i] + 5;
+	}
+	if (!strcmp(info->target_name, "aarch64")) {
+		target_aarch64 = 1;
+		kernel_start = KERNEL_START_AARCH64;
+	} else if (strcmp(info->target_name, "x86_64")) {
+		fprintf(stderr, "insn-count: target %s not supported\n", info->target_name);
+		return -1;
 	}
 	if (!path) {
 		fprintf(stderr, "insn-count: out=FILE is required\n");

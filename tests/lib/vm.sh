@@ -38,6 +38,8 @@
 #   VM_ARCH=arm64          qemu-system-aarch64 -M virt (device tree) instead
 #                          of q35; kernel console on ttyAMA0, results on a
 #                          virtio console (/dev/hvc0) on virtio-mmio
+#   VM_MACHINE_OPTS        appended to -machine, e.g. iommu=smmuv3 (virt's
+#                          emulated SMMUv3) or intel-iommu options of q35
 # Sets, for the caller:
 #   VM_STATUS    ok | infra | timeout | nostart | shutdown-capped
 #                (of the last attempt)
@@ -69,6 +71,7 @@ VM_SMP=${VM_SMP:-2}
 VM_MEM=${VM_MEM:-2G}
 VM_IOMMU=${VM_IOMMU:-1}
 VM_ARCH=${VM_ARCH:-x86_64}
+VM_MACHINE_OPTS=${VM_MACHINE_OPTS:-}
 VM_KEEP_DISKS=${VM_KEEP_DISKS:-0}
 export VM_SHUTDOWN_S VM_WALL_S VM_ATTEMPTS VM_STATUS
 
@@ -151,7 +154,7 @@ _viommu_vm_boot_once() {
 		# on virtio-mmio, outside the IOMMU's reach (guest-init.sh).
 		qemu="qemu-system-aarch64"
 		args=(
-			-machine virt -accel tcg,thread=multi -cpu max
+			-machine "virt${VM_MACHINE_OPTS:+,$VM_MACHINE_OPTS}" -accel tcg,thread=multi -cpu max
 			-smp "$VM_SMP" -m "$VM_MEM"
 			-display none -monitor none -nic none -no-reboot
 			-serial "file:$adir/console.log"
@@ -164,7 +167,7 @@ _viommu_vm_boot_once() {
 		)
 	else
 		args=(
-			-machine q35 -accel tcg,thread=multi -cpu max
+			-machine "q35${VM_MACHINE_OPTS:+,$VM_MACHINE_OPTS}" -accel tcg,thread=multi -cpu max
 			-smp "$VM_SMP" -m "$VM_MEM"
 			-display none -monitor none -nic none -no-reboot
 			-serial "file:$adir/console.log" -serial "file:$adir/results.log"
