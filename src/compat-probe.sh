@@ -56,6 +56,52 @@ void viommu_probe_timer(struct hrtimer *t,
 }
 SNIPPET
 
+# The 6.1 iommu core (core61.c): domain_alloc(type) without a device, no
+# static identity or blocked domains, of_xlate() and iommu_fwspec_add_ids()
+# without const, an iotlb_sync_map() that cannot report an error. The
+# snippet declares the ops the way core61.c does; a newer core (const
+# of_xlate arguments since 6.9, int iotlb_sync_map since 6.8) rejects it.
+probe VIOMMU_CORE61 "$@" <<'SNIPPET'
+#include <linux/iommu.h>
+#include <linux/of.h>
+static struct iommu_domain *viommu_probe_alloc(unsigned int type)
+{
+	return NULL;
+}
+static int viommu_probe_xlate(struct device *dev, struct of_phandle_args *args)
+{
+	return iommu_fwspec_add_ids(dev, args->args, 1);
+}
+static void viommu_probe_sync_map(struct iommu_domain *domain,
+				  unsigned long iova, size_t size)
+{
+}
+const struct iommu_domain_ops viommu_probe_domain_ops = {
+	.iotlb_sync_map = viommu_probe_sync_map,
+};
+const struct iommu_ops viommu_probe_ops = {
+	.domain_alloc = viommu_probe_alloc,
+	.of_xlate = viommu_probe_xlate,
+	.default_domain_ops = &viommu_probe_domain_ops,
+};
+SNIPPET
+
+# virtio_find_vqs() takes arrays of callbacks and names (before 6.11's
+# struct virtqueue_info).
+probe VIOMMU_HAVE_FIND_VQS_CALLBACKS "$@" <<'SNIPPET'
+#include <linux/virtio_config.h>
+int viommu_probe_vqs(struct virtio_device *vdev, struct virtqueue *vqs[2],
+		     vq_callback_t *cb);
+int viommu_probe_vqs(struct virtio_device *vdev, struct virtqueue *vqs[2],
+		     vq_callback_t *cb)
+{
+	vq_callback_t *callbacks[] = { NULL, cb };
+	static const char * const names[] = { "request", "event" };
+
+	return virtio_find_vqs(vdev, 2, vqs, callbacks, names, NULL);
+}
+SNIPPET
+
 # dma-iommu's private header (a full source tree has it, such as the KUnit
 # build; headers packages do not), if it declares iommu_dma_get_resv_regions()
 # as the driver calls it: then compat.h includes it instead of declaring the

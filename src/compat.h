@@ -11,6 +11,11 @@
  *   VIOMMU_HAVE_ATTACH_DEV_OLD  attach_dev() takes the old domain (6.19)
  *   VIOMMU_HAVE_HRTIMER_SETUP   hrtimer_setup() replaces hrtimer_init() (6.13)
  *   VIOMMU_DMA_IOMMU_H          path of drivers/iommu/dma-iommu.h, if present
+ *   VIOMMU_CORE61               the 6.1 iommu core: core61.c replaces the
+ *                               iommu_ops of main.c (Debian 12's arm64 6.1)
+ *   VIOMMU_HAVE_FIND_VQS_CALLBACKS
+ *                               virtio_find_vqs() takes callback and name
+ *                               arrays (before 6.11)
  */
 #ifndef VIOMMU_FQ_COMPAT_H
 #define VIOMMU_FQ_COMPAT_H
@@ -67,6 +72,18 @@ static inline int viommu_attach_blocked_dev(struct iommu_domain *domain,
 	return viommu_attach_blocked(domain, dev);
 }
 #endif
+
+/*
+ * Whether dma-iommu gives the endpoint its single flush queue (6.12's
+ * shadow_on_flush). The 6.1 core has no such queue: nothing to set.
+ */
+static inline void viommu_set_shadow_on_flush(struct device *dev,
+					      unsigned int on)
+{
+#ifndef VIOMMU_CORE61
+	dev->iommu->shadow_on_flush = on;
+#endif
+}
 
 static inline void
 viommu_hrtimer_setup(struct hrtimer *timer,

@@ -216,8 +216,8 @@ struct iommu_device *viommu_probe_device(struct device *dev)
 	if (!ep->linked)
 		dev_warn(dev, "cannot link to %s\n", dev_name(viommu->dev));
 	if (!ep->untrusted)
-		dev->iommu->shadow_on_flush =
-			READ_ONCE(viommu->engine.knobs.shadow_on_flush);
+		viommu_set_shadow_on_flush(dev,
+					   READ_ONCE(viommu->engine.knobs.shadow_on_flush));
 	dev_iommu_priv_set(dev, ep);
 	mutex_lock(&viommu->attach_lock);
 	hlist_add_head(&ep->node, &viommu->endpoints);

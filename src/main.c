@@ -20,6 +20,8 @@
 
 #define VIOMMU_RESERVED_IDS	2	/* identity and blocking domains */
 
+/* On the 6.1 iommu core, core61.c has the iommu_ops instead. */
+#ifndef VIOMMU_CORE61
 static bool viommu_capable(struct device *dev, enum iommu_cap cap)
 {
 	switch (cap) {
@@ -62,6 +64,7 @@ const struct iommu_ops viommu_ops = {
 	.owner			= THIS_MODULE,
 	.default_domain_ops	= &viommu_paging_ops,
 };
+#endif
 
 /*
  * Read and check the configuration space. A malformed configuration makes
@@ -175,6 +178,23 @@ void viommu_reserve_domain_ids(struct viommu_dev *viommu)
 }
 
 /* Not static: restore after a device reset creates the queues again. */
+#ifdef VIOMMU_HAVE_FIND_VQS_CALLBACKS
+int viommu_init_vqs(struct viommu_dev *viommu)
+{
+	vq_callback_t *callbacks[] = { NULL, viommu_event_handler };
+	static const char * const names[] = { "request", "event" };
+	struct virtqueue *vqs[ARRAY_SIZE(names)];
+	int ret;
+
+	ret = virtio_find_vqs(viommu->vdev, ARRAY_SIZE(vqs), vqs, callbacks,
+			      names, NULL);
+	if (ret)
+		return ret;
+	viommu->req_vq = vqs[0];
+	viommu->evt_vq = vqs[1];
+	return 0;
+}
+#else
 int viommu_init_vqs(struct viommu_dev *viommu)
 {
 	struct virtqueue_info vqs_info[] = {
@@ -192,6 +212,7 @@ int viommu_init_vqs(struct viommu_dev *viommu)
 	viommu->evt_vq = vqs[1];
 	return 0;
 }
+#endif
 
 static int viommu_probe(struct virtio_device *vdev)
 {
@@ -249,6 +270,7 @@ static int viommu_probe(struct virtio_device *vdev)
 	ret = iommu_device_register(&viommu->iommu, &viommu_ops, hwdev);
 	if (ret)
 		goto err_sysfs;
+	viommu_core_registered(viommu);
 
 	dev_info(viommu->dev,
 		 "virtio-iommu-fq %s: input 0x%llx-0x%llx, domains %u-%u, page sizes 0x%llx%s%s%s\n",

@@ -56,7 +56,7 @@ struct viommu_knob_param {
 
 static unsigned int viommu_default_shadow_on_flush;
 static unsigned int viommu_default_flush_timeout_ms = VIOMMU_FLUSH_TIMEOUT_DEFAULT_MS;
-static unsigned int viommu_default_map_batching = 1;
+static unsigned int viommu_default_map_batching = VIOMMU_MAP_BATCHING_DEFAULT;
 
 static int viommu_param_set(const char *val, const struct kernel_param *kp)
 {
@@ -65,6 +65,9 @@ static int viommu_param_set(const char *val, const struct kernel_param *kp)
 	int ret;
 
 	ret = viommu_parse_knob(val, strlen(val), knob->max, &v);
+	if (ret)
+		return ret;
+	ret = viommu_knob_refused(kp->name, v);
 	if (ret)
 		return ret;
 	WRITE_ONCE(*knob->value, v);
@@ -98,16 +101,14 @@ static struct viommu_knob_param viommu_param_map_batching = {
 
 module_param_cb(shadow_on_flush, &viommu_knob_param_ops,
 		&viommu_param_shadow_on_flush, 0644);
-MODULE_PARM_DESC(shadow_on_flush,
-		 "Use dma-iommu's single flush queue for endpoints of new instances (0/1, default 0)");
+MODULE_PARM_DESC(shadow_on_flush, VIOMMU_SHADOW_ON_FLUSH_DESC);
 module_param_cb(flush_timeout_ms, &viommu_knob_param_ops,
 		&viommu_param_flush_timeout_ms, 0644);
 MODULE_PARM_DESC(flush_timeout_ms,
 		 "Longest time in ms a deferred UNMAP waits before reaching the device (0-1000, default 10)");
 module_param_cb(map_batching, &viommu_knob_param_ops,
 		&viommu_param_map_batching, 0644);
-MODULE_PARM_DESC(map_batching,
-		 "Sync MAP requests once per mapping call (1) or after every MAP (0); default 1");
+MODULE_PARM_DESC(map_batching, VIOMMU_MAP_BATCHING_DESC);
 
 /**
  * viommu_knobs_defaults() - knobs of a new instance
@@ -156,9 +157,13 @@ static ssize_t viommu_knob_store(struct device *dev,
 						   attr);
 	struct viommu_engine *eng = &viommu_from_sysfs(dev)->engine;
 	unsigned int v;
+	int ret;
 
 	if (viommu_parse_knob(buf, count, ka->max, &v))
 		return -EINVAL;
+	ret = viommu_knob_refused(attr->attr.name, v);
+	if (ret)
+		return ret;
 	if (ka->offset == offsetof(struct viommu_knobs, flush_timeout_ms))
 		/* Also re-arms the deadline of UNMAPs already waiting. */
 		viommu_engine_set_flush_timeout(eng, v);

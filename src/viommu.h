@@ -13,6 +13,7 @@
  *                and counters
  *   pm.c         suspend and hibernation: freeze and restore
  *   main.c       virtio driver: feature negotiation, config, iommu_ops
+ *   core61.c     iommu_ops for the 6.1 iommu core, instead of main.c's
  */
 #ifndef VIOMMU_FQ_H
 #define VIOMMU_FQ_H
@@ -485,6 +486,35 @@ int viommu_pm_freeze(struct viommu_dev *viommu, const struct viommu_pm_ops *ops)
 int viommu_pm_restore(struct viommu_dev *viommu, const struct viommu_pm_ops *ops);
 int viommu_freeze(struct virtio_device *vdev);
 int viommu_restore(struct virtio_device *vdev);
+
+/*
+ * core61.c, the 6.1 iommu core (VIOMMU_CORE61): map_batching and
+ * shadow_on_flush are 0 and refuse other values, and a registered
+ * instance pins the module.
+ */
+#ifdef VIOMMU_CORE61
+#define VIOMMU_MAP_BATCHING_DEFAULT	0
+#define VIOMMU_MAP_BATCHING_DESC \
+	"Always 0 with this kernel: its iommu core cannot report a failed MAP sync"
+#define VIOMMU_SHADOW_ON_FLUSH_DESC \
+	"Always 0 with this kernel: its dma-iommu has no single flush queue"
+void viommu_core_registered(struct viommu_dev *viommu);
+int viommu_knob_refused(const char *name, unsigned int val);
+#else
+#define VIOMMU_MAP_BATCHING_DEFAULT	1
+#define VIOMMU_MAP_BATCHING_DESC \
+	"Sync MAP requests once per mapping call (1) or after every MAP (0); default 1"
+#define VIOMMU_SHADOW_ON_FLUSH_DESC \
+	"Use dma-iommu's single flush queue for endpoints of new instances (0/1, default 0)"
+static inline void viommu_core_registered(struct viommu_dev *viommu)
+{
+}
+
+static inline int viommu_knob_refused(const char *name, unsigned int val)
+{
+	return 0;
+}
+#endif
 
 /* main.c */
 extern const struct iommu_ops viommu_ops;
