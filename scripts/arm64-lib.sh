@@ -5,26 +5,33 @@
 # private apt lists under $VIOMMU_CACHE/arm64/apt-<suite>-<arch> (nothing is
 # installed on the host). Source it after common.sh, then:
 #
-#   arm64_setup SUITE       bookworm | sid: sets $suite, $suites (the apt
-#                           suites) and $top ($VIOMMU_CACHE/arm64/<suite>)
+#   arm64_setup SUITE       bookworm | bookworm-6.1 | sid: sets $suite,
+#                           $suites (the apt suites), $top
+#                           ($VIOMMU_CACHE/arm64/<suite>) and $kseries
+#                           (bookworm-6.1: Debian 12's own 6.1 kernel,
+#                           from the same apt lists as bookworm)
 #   apt_opts ARCH           apt-get/apt-cache options for those lists
 #   apt_update ARCH         refresh the lists (at most once an hour)
 #   fetch ARCH PACKAGE      the .deb's path, downloaded once into $top/debs
 #   arm64_kver              the newest arm64 kernel ABI of the suite,
-#                           e.g. 6.12.118+deb12-arm64
+#                           e.g. 6.12.118+deb12-arm64 (bookworm-6.1:
+#                           6.1.0-57-arm64)
 
 arm64_setup() {
 	suite=$1
+	kseries=""
 	case $suite in
 	bookworm) suites="bookworm bookworm-updates" ;;
+	bookworm-6.1) suites="bookworm bookworm-updates" kseries=6.1 ;;
 	sid) suites="sid" ;;
-	*) die "unknown suite '$suite' (bookworm or sid)" ;;
+	*) die "unknown suite '$suite' (bookworm, bookworm-6.1 or sid)" ;;
 	esac
 	top=$VIOMMU_CACHE/arm64/$suite
 	mkdir -p "$top"
 }
 
-apt_dir() { echo "$VIOMMU_CACHE/arm64/apt-$suite-$1"; }
+# The apt lists of a suite (bookworm-6.1 shares bookworm's).
+apt_dir() { echo "$VIOMMU_CACHE/arm64/apt-${suite%-6.1}-$1"; }
 
 apt_opts() {
 	echo "-o APT::Architecture=$1 -o APT::Architectures::=$1" \
@@ -42,7 +49,7 @@ apt_update() { # ARCH
 		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $s main" \
 			>>"$d/sources.list.new"
 	done
-	if [ "$suite" = bookworm ]; then
+	if [ "${suite%-6.1}" = bookworm ]; then
 		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/debian}/debian-security bookworm-security main" \
 			>>"$d/sources.list.new"
 	fi
@@ -67,9 +74,11 @@ fetch() { # ARCH PACKAGE
 }
 
 arm64_kver() {
-	local k
+	local k re='^linux-headers-[0-9][0-9.]*\+deb[0-9]+-arm64$'
+	# Debian 12's own kernel is named by its ABI: 6.1.0-<abi>-arm64.
+	[ "$kseries" = 6.1 ] && re='^linux-headers-6\.1\.0-[0-9]+-arm64$'
 	# shellcheck disable=SC2046 # options are words
-	k=$(apt-cache $(apt_opts arm64) search --names-only '^linux-headers-[0-9][0-9.]*\+deb[0-9]+-arm64$' |
+	k=$(apt-cache $(apt_opts arm64) search --names-only "$re" |
 		awk '{print $1}' | sed 's/^linux-headers-//' | sort -V | tail -n1)
 	[ -n "$k" ] || die "no arm64 kernel headers in $suite"
 	echo "$k"

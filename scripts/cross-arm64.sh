@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # Cross-build the module for a Debian arm64 kernel on this x86-64 host:
-#   scripts/cross-arm64.sh bookworm|sid [make args, e.g. W=1 C=1]
+#   scripts/cross-arm64.sh bookworm|bookworm-6.1|sid [make args, e.g. W=1 C=1]
+# (bookworm: Debian 12's newest arm64 6.12; bookworm-6.1: Debian 12's own
+# arm64 6.1 kernel, linux-image-6.1.0-<abi>-arm64, for which the module
+# builds src/core61.c; sid: sid's newest)
 # Prints the path of the arm64 virtio-iommu.ko on stdout; the compiler
 # output is in $VIOMMU_CACHE/arm64/<suite>/build.log and on stderr.
 #
@@ -24,7 +27,7 @@ set -euo pipefail
 # shellcheck source=scripts/arm64-lib.sh
 . "$(dirname "$0")/arm64-lib.sh"
 
-[ $# -ge 1 ] || die "usage: $0 bookworm|sid [make args...]"
+[ $# -ge 1 ] || die "usage: $0 bookworm|bookworm-6.1|sid [make args...]"
 suite=$1
 shift
 for a in "$@"; do
@@ -43,8 +46,15 @@ apt_update arm64
 apt_update amd64
 kver=$(arm64_kver)
 upstream=${kver%%+*}                 # 6.12.118
+if [ "$kseries" = 6.1 ]; then
+	# 6.1.0-57-arm64 names the ABI, not the version: ask the package.
+	# shellcheck disable=SC2046 # options are words
+	upstream=$(apt-cache $(apt_opts arm64) show "linux-headers-$kver" |
+		sed -n 's/^Version: \([0-9][0-9.]*\)-.*/\1/p' | sort -V | tail -n1)  # 6.1.192
+	[ -n "$upstream" ] || die "no version for linux-headers-$kver"
+fi
 series=$(echo "$upstream" | cut -d. -f1-2)  # 6.12
-log "arm64 kernel $kver (linux-source-$series, $suite)"
+log "arm64 kernel $kver (linux-source-$series $upstream, $suite)"
 
 kdir=$top/$kver
 if [ ! -f "$kdir/.prepared" ]; then

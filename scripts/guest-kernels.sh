@@ -17,6 +17,9 @@
 #   scripts/guest-kernels.sh bookworm-arm64 | sid-arm64
 #                                       the same kernels built for arm64
 #                                       (private apt lists, arm64-lib.sh)
+#   scripts/guest-kernels.sh bookworm61-arm64
+#                                       Debian 12's own arm64 6.1 kernel
+#                                       (linux-image-6.1.0-<abi>-arm64-unsigned)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 # shellcheck source=scripts/arm64-lib.sh
@@ -115,13 +118,14 @@ sid() {
 }
 
 # arm64 SUITE: the newest Debian arm64 kernel of SUITE (bookworm: 6.12,
-# sid), through the private arm64 apt lists of scripts/arm64-lib.sh.
+# bookworm-6.1: 6.1, sid), through the private arm64 apt lists of
+# scripts/arm64-lib.sh.
 arm64() {
 	local kver debs opts pkgs
 	arm64_setup "$1"
 	apt_update arm64
 	kver=$(arm64_kver)
-	if [ "$1" = bookworm ]; then
+	if [ "$1" = bookworm ] || [ "$1" = bookworm-6.1 ]; then
 		pkgs=("linux-image-$kver-unsigned")
 	else
 		pkgs=("linux-binary-$kver" "linux-modules-$kver" "linux-base-$kver")
@@ -144,6 +148,7 @@ bookworm) bookworm ;;
 sid) sid ;;
 bookworm-arm64) arm64 bookworm ;;
 sid-arm64) arm64 sid ;;
+bookworm61-arm64) arm64 bookworm-6.1 ;;
 all) bookworm; sid ;;
-*) die "usage: $0 [bookworm|sid|bookworm-arm64|sid-arm64|all]" ;;
+*) die "usage: $0 [bookworm|sid|bookworm-arm64|sid-arm64|bookworm61-arm64|all]" ;;
 esac

@@ -15,6 +15,10 @@
 #   viommu_version, viommu_srcversion  what the built .ko's modinfo says
 #   viommu_expect_type                 expected default group type (DMA-FQ)
 #   viommu_fio_size                    size of each verify run (e.g. 32M)
+#   viommu_core61                      1: the kernel has the 6.1 iommu core
+#                                      (src/core61.c): map_batching and
+#                                      shadow_on_flush must stay 0 and
+#                                      refuse 1, rmmod must be refused
 . /lib/viommu/guest-lib.sh
 
 ROLE=${viommu_role:-main}
@@ -25,8 +29,14 @@ EXPECT_TYPE=${viommu_expect_type:-DMA-FQ}
 FSIZE=${viommu_fio_size:-32M}
 PARAMS=/sys/module/virtio_iommu/parameters
 TAG=$ORDER
+CORE61=${viommu_core61:-0}
 
 ours() { [ "$MOD" = ours ]; }
+core61() { [ "$CORE61" = 1 ]; }
+# knob_forced KNOB: a knob that the 6.1 core keeps at 0.
+knob_forced() {
+	core61 && { [ "$1" = map_batching ] || [ "$1" = shadow_on_flush ]; }
+}
 
 # ---- bring-up -------------------------------------------------------------
 
@@ -181,7 +191,7 @@ knob_default() {
 	case $1 in
 	shadow_on_flush) echo 0 ;;
 	flush_timeout_ms) echo 10 ;;
-	map_batching) echo 1 ;;
+	map_batching) if core61; then echo 0; else echo 1; fi ;;
 	esac
 }
 knob_valid() {
@@ -221,7 +231,7 @@ case_knobs_present() {
 		done
 	done
 	if [ -z "$_f" ]; then
-		result knobs-defaults PASS "3 knobs readable in parameters/ and $(fqdir), defaults 0/10/1"
+		result knobs-defaults PASS "3 knobs readable in parameters/ and $(fqdir), defaults $(knob_default shadow_on_flush)/$(knob_default flush_timeout_ms)/$(knob_default map_batching)"
 	else
 		result knobs-defaults FAIL "$_f"
 	fi
@@ -245,6 +255,10 @@ knob_rw() {
 	for _k in $KNOBS; do
 		_f="" _n=0
 		_orig=$(cat "$_dir/$_k")
+		if knob_forced "$_k"; then
+			knob_forced_rw "$_loc" "$_dir" "$_k"
+			continue
+		fi
 		for _v in $(knob_valid "$_k"); do
 			sysfs_write "$_dir/$_k" "$_v" || _f="$_f write $_v failed ($SYSFS_ERR);"
 			[ "$(cat "$_dir/$_k")" = "$_v" ] || _f="$_f wrote $_v read $(cat "$_dir/$_k");"
@@ -282,6 +296,32 @@ knob_rw() {
 		fi
 		sysfs_write "$_dir/$_k" "$_orig"
 	done
+}
+
+# knob_forced_rw LOCATION DIR KNOB: on the 6.1 core the knob reads 0,
+# writing 1 (plain and as echo writes it) fails with EOPNOTSUPP and leaves
+# 0, writing 0 is accepted; malformed input is still EINVAL.
+knob_forced_rw() {
+	_f=""
+	[ "$(cat "$2/$3")" = 0 ] || _f="$_f reads $(cat "$2/$3");"
+	for _w in plain nl; do
+		if [ $_w = plain ]; then sysfs_write "$2/$3" 1; else sysfs_write_nl "$2/$3" 1; fi && _f="$_f '1' ($_w) accepted;"
+		case $SYSFS_ERR in
+		*"not supported"*) ;;
+		*) _f="$_f '1' ($_w) error '$SYSFS_ERR' (want EOPNOTSUPP);" ;;
+		esac
+		[ "$(cat "$2/$3")" = 0 ] || _f="$_f now $(cat "$2/$3");"
+	done
+	sysfs_write "$2/$3" 0 || _f="$_f writing 0 failed ($SYSFS_ERR);"
+	sysfs_write "$2/$3" abc && _f="$_f 'abc' accepted;"
+	case $SYSFS_ERR in *"Invalid argument"*) ;; *) _f="$_f 'abc' error '$SYSFS_ERR';" ;; esac
+	_msg=$(dmesg | grep -c "$3=1 refused")
+	[ "$_msg" -gt 0 ] || _f="$_f no 'refused' message in dmesg;"
+	if [ -z "$_f" ]; then
+		result "knob-forced-$1-$3" PASS "reads 0; 1 refused (Operation not supported, $_msg kernel messages), 0 accepted, abc EINVAL"
+	else
+		result "knob-forced-$1-$3" FAIL "$_f"
+	fi
 }
 
 # A buffer file whose pages are physically scattered: its pages were
@@ -568,9 +608,15 @@ knob_cases() {
 	knob_rw param "$PARAMS"
 	knob_rw inst "$(fqdir)"
 	case_reset_counters
-	case_batching
-	case_shadow_on_flush
-	case_timeout_bound
+	if core61; then
+		result map-batching-kicks SKIP "6.1 iommu core: map_batching is forced to 0 (iotlb_sync_map cannot report a failed MAP)"
+		result shadow-on-flush SKIP "6.1 iommu core: dma-iommu has no single flush queue, shadow_on_flush is forced to 0"
+		result flush-timeout-bound SKIP "6.1 iommu core: the case needs shadow_on_flush=1 (UNMAPs left to the driver's timeout)"
+	else
+		case_batching
+		case_shadow_on_flush
+		case_timeout_bound
+	fi
 	case_knobs_under_io
 }
 
@@ -579,6 +625,17 @@ knob_cases() {
 case_unload() {
 	_out=$(rmmod virtio_iommu 2>&1)
 	_rc=$?
+	if core61; then
+		# Pinned: the 6.1 core keeps the buses' iommu_ops after unregister.
+		_ref=$(cat /sys/module/virtio_iommu/refcnt 2>/dev/null)
+		if [ $_rc -ne 0 ] && mod_loaded virtio_iommu && [ "${_ref:-0}" -gt 0 ] &&
+			dmesg | grep -q 'module pinned' && fio_verify "$NDISK" 8M; then
+			result "unload-attached" PASS "6.1 core: rmmod refused ($_out), refcnt $_ref, 'module pinned' logged, I/O still verified: $FIO_DETAIL"
+		else
+			result "unload-attached" FAIL "6.1 core: rmmod rc=$_rc ($_out), loaded=$(mod_loaded virtio_iommu && echo y || echo n), refcnt '$_ref', pinned message $(dmesg | grep -c 'module pinned'), $FIO_DETAIL"
+		fi
+		return
+	fi
 	if [ $_rc -ne 0 ]; then
 		# Refused: the module must still be there and still carry I/O.
 		if mod_loaded virtio_iommu && fio_verify "$NDISK" 8M; then
