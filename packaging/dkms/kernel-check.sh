@@ -10,12 +10,22 @@
 #              2 cannot tell (no .config there: DKMS reports the missing
 #                headers itself).
 #
+# Kernels from MIN_KERNEL on are supported. A 6.1 kernel is supported only
+# where src/core61.c applies: an arm64 kernel with CONFIG_OF (endpoints
+# described by the device tree; 6.1 kernels without the in-tree driver have
+# no ACPI VIOT either) on which src/compat-probe.sh finds the 6.1 iommu
+# core. That probe compiles against the kernel's headers with its compiler,
+# through the kernel's own make (ARCH and CROSS_COMPILE are taken from the
+# environment when set, as Kbuild does).
+#
 # dkms.conf runs this for every kernel DKMS considers, so that a kernel that
 # cannot use the module is refused with these reasons (DKMS exit status 77,
 # "skipped") rather than with a compiler error.
 
 # Oldest kernel whose API src/compat.h covers.
 MIN_KERNEL=6.12
+# The one older series src/core61.c covers (arm64, device tree).
+CORE61_SERIES=6.1
 
 ksrc=${1:-}
 kver=${2:-}
@@ -29,6 +39,23 @@ fi
 # Value of CONFIG_$1 in the target kernel: y, m, a string, or empty if unset.
 val() {
 	sed -n "s/^CONFIG_$1=//p" "$config" | head -n 1
+}
+
+# core61_probe: does src/compat-probe.sh find the 6.1 iommu core with this
+# kernel's compiler and flags? Runs the kernel's make on a directory whose
+# Kbuild only prints the probe's verdict.
+core61_probe() {
+	probe=$(cd "$(dirname "$0")/../../src" 2>/dev/null && pwd)/compat-probe.sh
+	[ -r "$probe" ] || return 1
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/viommu-kcheck.XXXXXX") || return 1
+	cat >"$tmp/Kbuild" <<EOF
+\$(info viommu-core61:\$(filter -DVIOMMU_CORE61,\$(shell VIOMMU_SRCTREE=\$(srctree) \$(CONFIG_SHELL) $probe "\$(CC)" \$(KBUILD_CPPFLAGS) \$(LINUXINCLUDE) \$(KBUILD_CFLAGS))))
+EOF
+	make -C "$ksrc" M="$tmp" modules >"$tmp/out" 2>&1
+	grep -q '^viommu-core61:-DVIOMMU_CORE61$' "$tmp/out"
+	found=$?
+	rm -rf "$tmp"
+	return $found
 }
 
 rc=0
@@ -52,7 +79,11 @@ if [ -n "$kver" ]; then
 	case "$major.$minor" in
 	*[!0-9.]* | .* | *.) ;;
 	*)
-		if [ "$major" -lt "$min_major" ] ||
+		if [ "$major.$minor" = "$CORE61_SERIES" ] &&
+		   [ "$(val ARM64)" = y ] && [ "$(val OF)" = y ]; then
+			core61_probe ||
+				bad "kernel $kver: src/compat-probe.sh does not find the 6.1 iommu core that src/core61.c needs"
+		elif [ "$major" -lt "$min_major" ] ||
 		   { [ "$major" -eq "$min_major" ] && [ "$minor" -lt "$min_minor" ]; }; then
 			bad "kernel $kver is older than $MIN_KERNEL, the oldest kernel API the module supports"
 		fi
