@@ -18,6 +18,11 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 # machine has one UART, the kernel's), whose transport is a module.
 if [ -n "${viommu_results_mod:-}" ]; then
 	modload "$viommu_results_mod"
+	# The console driver, where it is a module (Debian's arm64 6.1) and
+	# the harness put it in the image.
+	if [ -f /lib/modules/deps/virtio_console ]; then
+		modload virtio_console
+	fi
 	i=0
 	while [ ! -e "$VIOMMU_RESULTS_TTY" ] && [ $i -lt 100 ]; do
 		usleep 100000
