@@ -5,8 +5,9 @@
 #  - builds warning-free with W=1 and with C=1 (sparse) on Debian 12's newest
 #    6.12 kernel headers;
 #  - builds warning-free with W=1 on sid's newest kernel (in the sid chroot);
-#  - cross-builds warning-free with W=1 for Debian's arm64 6.12 and sid
-#    kernels (scripts/cross-arm64.sh), with the vermagic of those kernels;
+#  - cross-builds warning-free with W=1 for Debian's arm64 6.12, 6.1 (the
+#    6.1 iommu core, src/core61.c) and sid kernels (scripts/cross-arm64.sh),
+#    with the vermagic of those kernels;
 #  - scripts/checkpatch.pl --strict --no-tree -f is clean on every source file;
 #  - modinfo shows the version from VERSION;
 #  - every shell script of the project is shellcheck-clean (all severities;
@@ -66,6 +67,7 @@ check_build w1-bookworm "$bookworm" W=1
 check_build sparse-bookworm "$bookworm" C=1 W=1
 check_build w1-sid "$sid" W=1
 check_arm64 bookworm
+check_arm64 bookworm-6.1
 check_arm64 sid
 
 # The sparse build above (a plain build may not exist yet on a cold cache).
