@@ -267,12 +267,12 @@ int viommu_knob_refused(const char *name, unsigned int val)
 	if (!val)
 		return 0;
 	if (!strcmp(name, "map_batching"))
-		why = "iotlb_sync_map() cannot report a failed MAP";
+		why = "its iotlb_sync_map() cannot report a failed MAP";
 	else if (!strcmp(name, "shadow_on_flush"))
-		why = "dma-iommu has no single flush queue";
+		why = "its dma-iommu has no single flush queue";
 	else
 		return 0;
-	pr_warn_ratelimited("%s=%u refused: on this kernel's iommu core %s; it stays 0\n",
+	pr_warn_ratelimited("%s=%u refused: with this kernel %s; it stays 0\n",
 			    name, val, why);
 	return -EOPNOTSUPP;
 }
