@@ -9,13 +9,15 @@
 #   kunit-arm64  the same suites in an arm64 kernel (kunit.py --arch=arm64,
 #            cross-built, qemu-system-aarch64 -M virt)
 #   e2e      the module in real 6.12 and sid guests (QEMU, virtio-iommu-pci)
-#   e2e-arm64  the same boots that apply on arm64 in Debian's arm64 6.12 and
-#            sid guests (qemu-system-aarch64 -M virt, device tree), with the
-#            module cross-built (scripts/cross-arm64.sh)
+#   e2e-arm64  the same boots that apply on arm64 in Debian 12's two arm64
+#            kernels, 6.12 and 6.1 (qemu-system-aarch64 -M virt, device
+#            tree), with the module cross-built (scripts/cross-arm64.sh)
 #   install  the .deb/.rpm packages, DKMS on this host
 #   image    a Debian 12 disk image booting from NVMe behind the IOMMU
 #   bench    smoke round of the benchmark (figures only, no thresholds)
 # and, only when named (make check-all):
+#   e2e-arm64-sid  the arm64 boots in sid's arm64 kernel (its build is in
+#            the style suite)
 #   e2e-intree  the e2e boots of the lifecycle, tool, suspend and hibernate
 #            cases on the kernel's own driver: the comparison column, FIGURE
 #            lines only (tests/e2e/run.sh --intree)
@@ -23,7 +25,7 @@
 # Each suite prints its own results and a `SUITE <name>: ...` line; this
 # script ends with the totals over all suites: `N passed, N failed`.
 #
-#   tests/run-all.sh [SUITE...]     (default: all but the last two, in the order above)
+#   tests/run-all.sh [SUITE...]     (default: all but the last three, in the order above)
 #   tests/run-all.sh --all          every suite, the in-tree runs last
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +36,8 @@ declare -A SUITES=(
 	[kunit]="kunit/run.sh"
 	[kunit-arm64]="kunit/run.sh --arch=arm64"
 	[e2e]="tests/e2e/run.sh"
-	[e2e-arm64]="tests/e2e/run.sh bookworm-arm64 sid-arm64"
+	[e2e-arm64]="tests/e2e/run.sh bookworm-arm64 bookworm61-arm64"
+	[e2e-arm64-sid]="tests/e2e/run.sh sid-arm64"
 	[install]="tests/install/run.sh"
 	[image]="tests/image/run.sh"
 	[bench]="bench/run.sh --smoke"
@@ -42,7 +45,7 @@ declare -A SUITES=(
 	[e2e-arm64-intree]="tests/e2e/run.sh --intree bookworm-arm64"
 )
 ORDER=(style kunit kunit-arm64 e2e e2e-arm64 install image bench)
-[ "${1:-}" = --all ] && set -- "${ORDER[@]}" e2e-intree e2e-arm64-intree
+[ "${1:-}" = --all ] && set -- "${ORDER[@]}" e2e-arm64-sid e2e-intree e2e-arm64-intree
 [ $# -gt 0 ] && ORDER=("$@")
 
 bash "$TOP/scripts/host-deps.sh" >/dev/null || die "host dependencies could not be installed"
