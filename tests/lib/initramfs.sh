@@ -253,13 +253,16 @@ viommu_initramfs_payload() {
 viommu_initramfs() {
 	local out=$1 tree=$2 kver=$3 script=$4 base mods
 	shift 4
+	# Each step is checked: callers often run this where set -e does not
+	# apply (in an if or a || list), and an image without its modules
+	# would boot and fail in confusing ways.
 	case $kver in
-	*-arm64) base=$(viommu_initramfs_base_arm64) ;;
-	*) base=$(viommu_initramfs_base) ;;
+	*-arm64) base=$(viommu_initramfs_base_arm64) || return 1 ;;
+	*) base=$(viommu_initramfs_base) || return 1 ;;
 	esac
 	# shellcheck disable=SC2086
-	mods=$(viommu_initramfs_modules "$tree" "$kver" $VIOMMU_GUEST_MODULES)
-	viommu_initramfs_payload "$out.payload" "$script" "$@"
-	cat "$base" "$mods" "$out.payload" >"$out"
+	mods=$(viommu_initramfs_modules "$tree" "$kver" $VIOMMU_GUEST_MODULES) || return 1
+	viommu_initramfs_payload "$out.payload" "$script" "$@" || return 1
+	cat "$base" "$mods" "$out.payload" >"$out" || return 1
 	rm -f "$out.payload"
 }
