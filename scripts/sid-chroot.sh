@@ -6,7 +6,8 @@
 # kernel with the toolchain it was built with. Prints the kernel version.
 #
 #   scripts/sid-chroot.sh            create/update, print kver
-#   scripts/sid-chroot.sh run CMD..  run CMD inside (with /proc mounted)
+#   scripts/sid-chroot.sh run CMD..  run CMD inside (with /proc mounted
+#                                    while it runs)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -32,9 +33,16 @@ ensure_chroot() {
 	echo "$kver"
 }
 
+# run_in_chroot CMD...: CMD inside, with /proc mounted for as long as it
+# runs (the lock below serialises the users of the chroot).
 run_in_chroot() {
+	local rc=0
 	mountpoint -q "$SID_CHROOT/proc" || mount -t proc proc "$SID_CHROOT/proc"
-	chroot "$SID_CHROOT" "$@"
+	trap 'umount "$SID_CHROOT/proc" 2>/dev/null || true' EXIT
+	chroot "$SID_CHROOT" "$@" || rc=$?
+	umount "$SID_CHROOT/proc"
+	trap - EXIT
+	return "$rc"
 }
 
 mkdir -p "$VIOMMU_CACHE"
