@@ -712,9 +712,9 @@ case_untrusted() {
 		--bs=4k --iodepth=16 --size=8M --output-format=terse >/dev/null 2>&1
 	_frc=$?
 	usleep 100000
-	_def=$(($(cnt deferred_timer) + $(cnt deferred_full) + $(cnt deferred_flush) + $(cnt deferred_map_sync) + $(cnt deferred_sync)))
+	_def=$(cnt_deferred)
 	_d="fio rc=$_frc on $_ed (type $(group_type "$_g")): req_unmap=$(cnt req_unmap) deferred submissions=$_def pending=$(cnt pending_unmaps)"
-	if [ $_frc -eq 0 ] && [ "$(cnt req_unmap)" -gt 0 ] && [ $_def -eq 0 ] && [ "$(cnt pending_unmaps)" = 0 ]; then
+	if [ $_frc -eq 0 ] && [ "$(cnt req_unmap)" -gt 0 ] && [ "$_def" -eq 0 ] && [ "$(cnt pending_unmaps)" = 0 ]; then
 		result untrusted-no-deferral PASS "$_d"
 	else
 		result untrusted-no-deferral FAIL "$_d"
@@ -733,10 +733,10 @@ case_lazy_deferral() {
 		--bs=4k --iodepth=16 --size=16M --output-format=terse >/dev/null 2>&1
 	_frc=$?
 	usleep 200000
-	_def=$(($(cnt deferred_timer) + $(cnt deferred_full) + $(cnt deferred_flush) + $(cnt deferred_map_sync) + $(cnt deferred_sync)))
+	_def=$(cnt_deferred)
 	_d="fio rc=$_frc on $NDISK (type $(group_type "$(group_of "$NVME")")): req_map=$(cnt req_map) req_unmap=$(cnt req_unmap) flushes=$(cnt flushes) deferred submissions=$_def (timer $(cnt deferred_timer), flush $(cnt deferred_flush), map-sync $(cnt deferred_map_sync)) pending=$(cnt pending_unmaps)"
 	if [ $_frc -eq 0 ] && [ "$(group_type "$(group_of "$NVME")")" = DMA-FQ ] &&
-		[ "$(cnt req_unmap)" -gt 0 ] && [ "$(cnt flushes)" -gt 0 ] && [ $_def -gt 0 ] &&
+		[ "$(cnt req_unmap)" -gt 0 ] && [ "$(cnt flushes)" -gt 0 ] && [ "$_def" -gt 0 ] &&
 		[ "$(cnt pending_unmaps)" = 0 ]; then
 		result lazy-deferral PASS "$_d"
 	else

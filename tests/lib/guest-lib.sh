@@ -198,6 +198,10 @@ viommu_inst() {
 
 fqdir() { echo "/sys/class/iommu/$(viommu_inst)/virtio-iommu-fq"; }
 cnt() { cat "$(fqdir)/$1"; }
+# cnt_deferred: deferred UNMAP submissions, by every cause.
+cnt_deferred() {
+	echo $(($(cnt deferred_timer) + $(cnt deferred_full) + $(cnt deferred_flush) + $(cnt deferred_map_sync) + $(cnt deferred_sync)))
+}
 knob_set() { sysfs_write "$(fqdir)/$1" "$2"; }
 reset_counters() { echo 1 >"$(fqdir)/reset_counters"; }
 
