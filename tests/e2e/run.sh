@@ -115,7 +115,8 @@ run_kernel() {
 	if [[ $which == *-arm64 ]]; then
 		# QEMU's virt machine, device tree. Not here: the untrusted boot
 		# (an ACPI table marks its port), suspend and hibernation (virt
-		# has no S3), the lifecycle boot (ACPI hot-plug in the harness).
+		# has no S3). The lifecycle boot (PCIe native hot-plug on virt)
+		# runs when named (--boots lifecycle; make check-all).
 		arch=arm64
 		[ -n "$BOOTS_GIVEN" ] || boots=main,after-reboot,before-reboot,after-poweroff,unload,tool
 		modules+=" virtio_mmio"
