@@ -33,7 +33,8 @@ LC_ERRS="err_ioerr err_unsupp err_deverr err_inval err_range err_noent err_fault
 # Set once the in-tree driver lost the disk: later cases cannot run.
 LC_BROKEN=
 # (Variables are global in ash: names here avoid those of guest-lib.sh and
-# guest.sh that these functions call, e.g. _l of _emit and _n of modload.)
+# guest.sh that these functions call, e.g. _l of _emit and _mname of
+# modload; lc_case's attempt counter is _lc_try for that reason.)
 
 now_s() { uptime_s; }
 since() { echo "$(uptime_s) $1" | awk '{printf "%.1f", $1 - $2}'; }
@@ -283,7 +284,7 @@ lc_case() {
 	# case did not test what it is for, and runs again (at most 3 times;
 	# only after an attempt that passed otherwise: nothing is reset away).
 	_again=""
-	_n=1
+	_lc_try=1
 	while :; do
 		ours && reset_counters
 		if [ "$_way" = module ]; then
@@ -310,12 +311,12 @@ lc_case() {
 			_ok=1
 		fi
 		if ! { [ $_ok -eq 0 ] && [ -n "$_def" ] && [ "$_way" = module ] &&
-			[ "$LEAVE_PENDING" = 0 ] && [ $_n -lt 3 ] && ours &&
+			[ "$LEAVE_PENDING" = 0 ] && [ "$_lc_try" -lt 3 ] && ours &&
 			[ "$(lc_errs)" = 0 ]; }; then
 			break
 		fi
-		_again="$_again (attempt $_n: none pending, the case ran again)"
-		_n=$((_n + 1))
+		_again="$_again (attempt $_lc_try: none pending, the case ran again)"
+		_lc_try=$((_lc_try + 1))
 	done
 	if ours; then
 		_e=$(lc_errs)

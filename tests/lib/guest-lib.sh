@@ -78,8 +78,8 @@ modload() {
 	[ -f "/lib/modules/deps/$_m" ] || { info "modload: no module $_m"; return 1; }
 	_last=$(tail -n1 "/lib/modules/deps/$_m")
 	while read -r _f; do
-		_n=$(basename "$_f" .ko)
-		mod_loaded "$_n" && continue
+		_mname=$(basename "$_f" .ko)
+		mod_loaded "$_mname" && continue
 		if [ "$_f" = "$_last" ]; then
 			insmod "$_f" "$@" || return 1
 		else
