@@ -3,7 +3,8 @@
 #
 # Install everything the project's scripts need on a fresh Debian 12 host:
 # build tools, the newest Debian 12 6.12 kernel headers and sources, QEMU,
-# fio, busybox, packaging tools. Idempotent; cheap when all is present.
+# fio, busybox, packaging tools, qemu-user for the arm64 install chroot
+# (tests/install/run.sh --arch arm64). Idempotent; cheap when all is present.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -12,7 +13,7 @@ PKGS=(
 	gcc-aarch64-linux-gnu
 	kmod cpio zstd xz-utils sparse python3 git python3-matplotlib
 	qemu-system-x86 qemu-system-arm qemu-utils gdb fio busybox-static
-	debootstrap acpica-tools shellcheck
+	debootstrap acpica-tools shellcheck qemu-user-static binfmt-support
 	debhelper dh-dkms dkms fakeroot lintian rpm rpmlint openssl
 	linux-source-6.12
 )
