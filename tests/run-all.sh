@@ -12,12 +12,18 @@
 #   e2e-arm64  the same boots that apply on arm64 in Debian 12's two arm64
 #            kernels, 6.12 and 6.1 (qemu-system-aarch64 -M virt, device
 #            tree), with the module cross-built (scripts/cross-arm64.sh)
-#   install  the .deb/.rpm packages, DKMS on this host
+#   install  the .deb/.rpm packages, installed with DKMS in a Debian 12 amd64
+#            chroot (a fresh overlay of the image suite's base each run;
+#            this host gets no package)
 #   image    a Debian 12 disk image booting from NVMe behind the IOMMU
 #   bench    smoke round of the benchmark (figures only, no thresholds)
 # and, only when named (make check-all):
 #   e2e-arm64-sid  the arm64 boots in sid's arm64 kernel (its build is in
 #            the style suite)
+#   install-arm64  the .deb installed with DKMS in a Debian 12 arm64 chroot
+#            under qemu-user, for Debian's arm64 6.12 and 6.1 kernels, its
+#            build booted in the arm64 e2e guest (tests/install/run.sh
+#            --arch arm64)
 #   e2e-intree  the e2e boots of the lifecycle, tool, suspend and hibernate
 #            cases on the kernel's own driver: the comparison column, FIGURE
 #            lines only (tests/e2e/run.sh --intree)
@@ -39,13 +45,14 @@ declare -A SUITES=(
 	[e2e-arm64]="tests/e2e/run.sh bookworm-arm64 bookworm61-arm64"
 	[e2e-arm64-sid]="tests/e2e/run.sh sid-arm64"
 	[install]="tests/install/run.sh"
+	[install-arm64]="tests/install/run.sh --arch arm64"
 	[image]="tests/image/run.sh"
 	[bench]="bench/run.sh --smoke"
 	[e2e-intree]="tests/e2e/run.sh --intree --boots lifecycle,tool,suspend,hibernate"
 	[e2e-arm64-intree]="tests/e2e/run.sh --intree bookworm-arm64"
 )
 ORDER=(style kunit kunit-arm64 e2e e2e-arm64 install image bench)
-[ "${1:-}" = --all ] && set -- "${ORDER[@]}" e2e-arm64-sid e2e-intree e2e-arm64-intree
+[ "${1:-}" = --all ] && set -- "${ORDER[@]}" e2e-arm64-sid install-arm64 e2e-intree e2e-arm64-intree
 [ $# -gt 0 ] && ORDER=("$@")
 
 bash "$TOP/scripts/host-deps.sh" >/dev/null || die "host dependencies could not be installed"
