@@ -757,7 +757,7 @@ fi
 hleft=()
 [ "$(host_pkg)" = "$host_pkg_before" ] || hleft+=("$PKG in this host's dpkg: '$host_pkg_before' before, '$(host_pkg)' after")
 [ "$(host_dkms)" = "$host_dkms_before" ] || hleft+=("/var/lib/dkms changed")
-check host-untouched "$PKG in this host's dpkg as before ('${host_pkg_before:-unknown}'), its /var/lib/dkms unchanged${hleft[*]:+: ${hleft[*]}}" \
+check host-untouched "$PKG in this host's dpkg as before (${host_pkg_before:-not known to it}), its /var/lib/dkms unchanged${hleft[*]:+: ${hleft[*]}}" \
 	test ${#hleft[@]} -eq 0
 
 summary
