@@ -6,8 +6,9 @@
 #    6.12 kernel headers;
 #  - builds warning-free with W=1 on sid's newest kernel (in the sid chroot);
 #  - cross-builds warning-free with W=1 for Debian's arm64 6.12, 6.1 (the
-#    6.1 iommu core, src/core61.c) and sid kernels (scripts/cross-arm64.sh),
-#    with the vermagic of those kernels;
+#    6.1 iommu core, src/core61.c; with C=1 too, since that core is built
+#    nowhere else) and sid kernels (scripts/cross-arm64.sh), with the
+#    vermagic of those kernels;
 #  - scripts/checkpatch.pl --strict --no-tree -f is clean on every source file;
 #  - modinfo shows the version from VERSION;
 #  - every shell script of the project is shellcheck-clean (all severities;
@@ -42,21 +43,23 @@ check_build() { # CASE KVER MAKEARGS...
 	fi
 }
 
-check_arm64() { # SUITE
-	local name=arm64-w1-$1 log ko out vm
+check_arm64() { # SUITE [MAKEARGS...] (W=1 is always given)
+	local suite=$1 name=arm64-w1-$1 log ko out vm
+	shift
 	log=$VIOMMU_CACHE/style-$name.log
-	if ko=$(bash "$TOP/scripts/cross-arm64.sh" "$1" W=1 2>"$log"); then
+	set -- W=1 "$@"
+	if ko=$(bash "$TOP/scripts/cross-arm64.sh" "$suite" "$@" 2>"$log"); then
 		out=$(diagnostics "$log")
 		vm=$(modinfo -F vermagic "$ko" 2>/dev/null || true)
 		if [ -n "$out" ]; then
-			report "$name" FAIL "$1 W=1: $(echo "$out" | head -n3 | tr '\n' ' ')"
+			report "$name" FAIL "$suite $*: $(echo "$out" | head -n3 | tr '\n' ' ')"
 		elif ! echo "$vm" | grep -q -- '-arm64 .*aarch64'; then
-			report "$name" FAIL "$1: vermagic '$vm' is not an arm64 kernel's"
+			report "$name" FAIL "$suite: vermagic '$vm' is not an arm64 kernel's"
 		else
-			report "$name" PASS "$1 W=1: no warnings, vermagic $vm"
+			report "$name" PASS "$suite $*: no warnings, vermagic $vm"
 		fi
 	else
-		report "$name" FAIL "$1 W=1: build failed: $(diagnostics "$log" | head -n3 | tr '\n' ' ')$(tail -n1 "$log")"
+		report "$name" FAIL "$suite $*: build failed: $(diagnostics "$log" | head -n3 | tr '\n' ' ')$(tail -n1 "$log")"
 	fi
 }
 
@@ -67,7 +70,7 @@ check_build w1-bookworm "$bookworm" W=1
 check_build sparse-bookworm "$bookworm" C=1 W=1
 check_build w1-sid "$sid" W=1
 check_arm64 bookworm
-check_arm64 bookworm-6.1
+check_arm64 bookworm-6.1 C=1
 check_arm64 sid
 
 # The sparse build above (a plain build may not exist yet on a cold cache).
