@@ -12,7 +12,9 @@
 #                             mirror, ARCH, PKG..., ICHROOT_FORMAT) change
 #   ichroot_up BASE DIR       a fresh overlay of BASE at DIR/root (changes go
 #                             to DIR/upper, the base is never written), with
-#                             /proc, /sys, /dev and /run mounted; sets ICHROOT
+#                             /proc, /sys, /dev and /run mounted; sets ICHROOT.
+#                             BASE is a directory or a file system image
+#                             (mounted read only at DIR/lower)
 #   inch CMD...               run CMD in $ICHROOT with a clean environment
 #   ichroot_umount_under DIR  unmount everything mounted under DIR, deepest
 #                             first (also what a killed run left behind)
@@ -123,6 +125,12 @@ ichroot_up() { # BASE DIR
 	ichroot_umount_under "$dir" || die "cannot unmount what is left under $dir"
 	rm -rf "$dir"
 	mkdir -p "$dir/upper" "$dir/work" "$dir/root"
+	if [ -f "$base" ]; then
+		# A disk image (the image suite's base): its file system, read only.
+		mkdir -p "$dir/lower"
+		mount -o loop,ro "$base" "$dir/lower" || return 1
+		base=$dir/lower
+	fi
 	mount -t overlay overlay -o "lowerdir=$base,upperdir=$dir/upper,workdir=$dir/work" "$dir/root" ||
 		return 1
 	ichroot_mount_api "$dir/root" || return 1

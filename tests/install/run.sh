@@ -14,17 +14,20 @@
 #     and edited kernel configurations (this host's 6.12 headers, a declared
 #     dependency), the removal guard against a constructed sysfs and on this
 #     host (read only);
-#  3. in a fresh overlay of a cached, debootstrapped Debian 12 root of ARCH
-#     (tests/install/chroot.sh) holding dkms, build-essential,
-#     initramfs-tools, linux-image and linux-headers of Debian 12's newest
-#     6.12 kernel and the headers of its newest 6.1 kernel (unsupported):
-#     a Secure Boot key pair in the root's /var/lib/dkms; amd64: the rpm's
-#     DKMS scriptlets; `apt-get install ./deb` with only the 6.1 headers
-#     visible, then with all; modinfo / modprobe -S / lsinitramfs resolve
-#     to the DKMS build, signed with that key, with the kernel's vermagic;
-#     DKMS's kernel hooks skip the 6.1 kernel with the reason and rebuild
-#     for 6.12; the DKMS-built .ko boots in the end-to-end guest of ARCH
-#     (tests/lib, tests/e2e/guest.sh; --no-e2e skips that); then
+#  3. in a fresh overlay of a Debian 12 root of ARCH (tests/install/chroot.sh;
+#     amd64: the image suite's base disk, tests/image/build-base.sh, read
+#     only, one debootstrap for both suites; arm64: a cached debootstrapped
+#     root) holding dkms, initramfs-tools, linux-image and linux-headers of
+#     Debian 12's newest 6.12 kernel and the headers of its newest 6.1
+#     kernel (amd64: unsupported; arm64: supported, src/core61.c): a Secure
+#     Boot key pair in the root's /var/lib/dkms; amd64: the rpm's DKMS
+#     scriptlets; `apt-get install ./deb` with only the 6.1 headers visible
+#     (amd64: skipped with the reason; arm64: built), then with all;
+#     modinfo / modprobe -S / lsinitramfs resolve to the DKMS build, signed
+#     with that key, with the kernel's vermagic; DKMS's kernel hooks skip
+#     the 6.1 kernel with the reason (amd64) or rebuild for it (arm64) and
+#     rebuild for 6.12; the DKMS-built .ko boots in the end-to-end guest of
+#     ARCH (tests/lib, tests/e2e/guest.sh; --no-e2e skips that); then
 #     `apt-get purge` removes every file and the in-tree module resolves
 #     again.
 #
@@ -373,7 +376,8 @@ if [ -z "$deb" ]; then
 fi
 
 # The kernels of $ARCH: Debian 12's newest 6.12 (the e2e guest's) and its
-# newest 6.1, which the module cannot serve.
+# newest 6.1, which the module serves on arm64 only (src/core61.c needs a
+# device tree; docs/LINUX-6.1-ARM64.md): OLD_BUILDS says which.
 if [ "$ARCH" = amd64 ]; then
 	OLD=$(apt-cache search --names-only '^linux-headers-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' |
 		sed 's/^linux-headers-//' | sort -V | tail -n1)
@@ -390,6 +394,8 @@ else
 	# shellcheck disable=SC2046 # options are words
 	have_pkg() { [ -n "$(apt-cache $(apt_opts arm64) show --no-all-versions "$1" 2>/dev/null)" ]; }
 fi
+OLD_BUILDS=0
+[ "$ARCH" = arm64 ] && OLD_BUILDS=1
 [[ $KVER == 6.12.*-$ARCH ]] || die "no Debian 12 6.12 kernel for $ARCH (got '$KVER')"
 # Debian 12 ships the 6.12 images unsigned (the signed ones are 6.1's).
 IMAGE=linux-image-$KVER
@@ -414,7 +420,22 @@ fi
 
 ichroot_binfmt "$ARCH"
 log "the $ARCH root: $IMAGE, linux-headers-$KVER${OLD:+, linux-headers-$OLD}"
-if timed chroot-base ichroot_base "$ARCH" "${BASE_PKGS[@]}"; then
+EXTRA_PKGS=()
+if [ "$ARCH" = amd64 ]; then
+	# The image suite's pristine disk (tests/image/build-base.sh: debootstrap
+	# of Debian 12 with $IMAGE, its headers, dkms and initramfs-tools) is
+	# the base: one debootstrap serves both suites. What it lacks comes into
+	# the overlay below.
+	EXTRA_PKGS=(man-db ${OLD:+"linux-headers-$OLD"})
+	if ICHROOT_BASE=$(timed chroot-base bash "$TOP/tests/image/build-base.sh" "$KVER" \
+		2>"$WORK/build-base.err" | tail -n1) && [ -f "$ICHROOT_BASE" ]; then
+		PASS chroot-base "$ICHROOT_BASE: the image suite's Debian 12 base (tests/image/build-base.sh $KVER), read only; + ${EXTRA_PKGS[*]} in the overlay"
+	else
+		FAIL chroot-base "building the image suite's base failed: $(tail -n 5 "$WORK/build-base.err" | tr '\n' '|')"
+		summary
+		exit 1
+	fi
+elif timed chroot-base ichroot_base "$ARCH" "${BASE_PKGS[@]}"; then
 	PASS chroot-base "$ICHROOT_BASE: debootstrap $ICHROOT_SUITE $ARCH + ${BASE_PKGS[*]} (inputs: $CROOT/base.inputs)"
 else
 	FAIL chroot-base "building the base root failed (see $CROOT/base-build.log)"
@@ -423,6 +444,22 @@ else
 fi
 ichroot_up "$ICHROOT_BASE" "$RUN" || die "could not mount an overlay of $ICHROOT_BASE at $RUN/root"
 R=$ICHROOT
+# No daemons start inside (the usual policy-rc.d of a chroot).
+printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
+chmod 755 "$R/usr/sbin/policy-rc.d"
+if [ ${#EXTRA_PKGS[@]} -gt 0 ]; then
+	# Downloads land in the image suite's package cache (kept between runs).
+	acache=$VIOMMU_CACHE/image/apt-archives
+	mkdir -p "$acache/partial"
+	# The image's resolv.conf is empty (its guest has no network).
+	cp /etc/resolv.conf "$R/etc/resolv.conf"
+	extra_install() { inch apt-get update -q && inch apt-get install -y -q --no-install-recommends "$@"; }
+	if ! { mount --bind "$acache" "$R/var/cache/apt/archives" &&
+		timed chroot-extra-packages extra_install "${EXTRA_PKGS[@]}" >"$WORK/extra-packages.log" 2>&1 &&
+		umount "$R/var/cache/apt/archives"; }; then
+		die "installing ${EXTRA_PKGS[*]} into the root failed (see $WORK/extra-packages.log)"
+	fi
+fi
 
 # The release the root's `uname -r` gives: see the header. The real uname
 # is diverted (in the run's copy only) and a wrapper takes its place: apt
@@ -491,8 +528,9 @@ if [ -n "$rpmf" ] && [ -f "$WORK/rpm-postinstall.sh" ]; then
 	rm -rf "$R/usr/src/$MODNAME-$VERSION" "$R/root/rpm"
 fi
 
-# --- install with only an unsupported kernel's headers ---
-# In a private mount namespace of the apt-get process tree, the 6.12
+# --- install with only the 6.1 kernel's headers ---
+# amd64: the module cannot serve 6.1, the postinst must say why and skip it;
+# arm64: DKMS builds it for 6.1. In a private mount namespace of the apt-get process tree, the 6.12
 # headers are hidden (an empty directory over the root's
 # /usr/src/linux-headers-$KVER, where /lib/modules/$KVER/build points), so
 # the package's postinst sees the 6.1 headers only. The namespace also sees
@@ -505,7 +543,7 @@ if [ -n "$OLD" ]; then
 	uic=$R/etc/initramfs-tools/update-initramfs.conf
 	sed 's/^update_initramfs=.*/update_initramfs=no/' "$uic" >"$WORK/update-initramfs.conf"
 	# shellcheck disable=SC2016 # expanded by the inner bash
-	if timed apt-install-unsupported-only unshare --mount --propagation private bash -c \
+	if timed apt-install-6.1-only unshare --mount --propagation private bash -c \
 		'mount --bind "$1" "$2" && mount --bind "$3" "$4" && shift 4 && exec "$@"' _ \
 		"$WORK/empty" "$R/usr/src/linux-headers-$KVER" "$WORK/update-initramfs.conf" "$uic" \
 		chroot "$R" /usr/bin/env -i PATH="$ICHROOT_PATH" HOME=/root LANG=C.UTF-8 TERM=dumb \
@@ -518,18 +556,25 @@ if [ -n "$OLD" ]; then
 	grep -E "^$MODNAME: |Skipped|Building|skipped|headers|chroot" "$WORK/apt-install-old-only.log" | sed 's/^/  apt (6.1 headers only): /' || true
 	st=$(inch dkms status "$MODNAME" 2>/dev/null | grep -v readelf || true)
 	ok=1
+	n=$(inch modinfo -k "$KVER" -n virtio_iommu 2>/dev/null || true)
+	[[ $n == */kernel/drivers/iommu/* ]] || ok=0
 	[ "$rc" = 0 ] || ok=0
+	[ "$(pkg_state "$PKG")" = ii ] || ok=0
+	grep -q "belongs to a chroot's host" "$WORK/apt-install-old-only.log" && ok=0
+fi
+if [ -n "$OLD" ] && [ $OLD_BUILDS = 1 ]; then
+	no=$(inch modinfo -k "$OLD" -n virtio_iommu 2>/dev/null || true)
+	grep -q "$MODNAME/$VERSION, $OLD, $DKMS_ARCH: installed" <<<"$st" || ok=0
+	[[ $no == /lib/modules/$OLD/updates/dkms/* ]] || ok=0
+	check install-6.1-only "apt-get install exit $rc, package state '$(pkg_state "$PKG")' (6.12 headers hidden); dkms status: ${st:-none}; modinfo -k $OLD -n: ${no:-none}; modinfo -k $KVER -n: $n" \
+		test "$ok" = 1
+elif [ -n "$OLD" ]; then
 	old_reasons <"$WORK/apt-install-old-only.log" || ok=0
 	# (apt's log lines may end in a carriage return)
 	grep -q '^Skipped\.' "$WORK/apt-install-old-only.log" || ok=0
-	# As on a machine running $OLD (see the header).
-	grep -q "belongs to a chroot's host" "$WORK/apt-install-old-only.log" && ok=0
-	[ "$(pkg_state "$PKG")" = ii ] || ok=0
 	grep -q ': installed' <<<"$st" && ok=0
-	n=$(inch modinfo -k "$KVER" -n virtio_iommu 2>/dev/null || true)
-	[[ $n == */kernel/drivers/iommu/* ]] || ok=0
 	check install-unsupported-only "apt-get install exit $rc, package state '$(pkg_state "$PKG")'; postinst: '$(grep -m1 "^$MODNAME: not built for $OLD" "$WORK/apt-install-old-only.log")', then 'Skipped.'; $(grep -m1 '^Module build for kernel' "$WORK/apt-install-old-only.log" | tr -d '\r') (6.12 headers hidden); dkms status: ${st:-none}; modinfo -n: $n" \
-		test $ok = 1
+		test "$ok" = 1
 fi
 
 # --- install (over the previous one, if any): builds for $KVER ---
@@ -622,7 +667,28 @@ check secure-boot-signature "signer '$signer', sig_key $sigkey = serial of the r
 	bash -c "[ '$signer' = '$CN' ] && [ '${sigkey^^}' = '${serial^^}' ]"
 
 # --- DKMS's kernel hooks: new kernels ---
-if [ -n "$OLD" ]; then
+if [ -n "$OLD" ] && [ $OLD_BUILDS = 1 ]; then
+	# As for 6.12 below: the build dropped, the hook brings it back.
+	inch dkms unbuild "$MODNAME/$VERSION" -k "$OLD" >"$WORK/dkms-unbuild-old.log" 2>&1 || true
+	gone=$(inch modinfo -k "$OLD" -n virtio_iommu 2>/dev/null || true)
+	out=$(timed hook-6.1 inch /etc/kernel/header_postinst.d/dkms "$OLD" 2>&1) && rc=0 || rc=$?
+	back=$(inch modinfo -k "$OLD" -n virtio_iommu 2>/dev/null || true)
+	check hook-6.1-kernel "after dkms unbuild: ${gone:-none}; header_postinst.d/dkms $OLD exit $rc: ${back:-none}" \
+		bash -c "[[ '$gone' != */updates/dkms/* ]] && [ $rc = 0 ] && [[ '$back' == /lib/modules/$OLD/updates/dkms/* ]]"
+	oko=$WORK/ours-6.1.ko
+	case $back in
+	*.xz) xz -dc "$R$back" >"$oko" ;;
+	*.zst) zstd -qdc "$R$back" >"$oko" ;;
+	*.gz) gzip -dc "$R$back" >"$oko" ;;
+	*) cp "$R$back" "$oko" 2>/dev/null || : >"$oko" ;;
+	esac
+	ovm=$(modinfo -F vermagic "$oko" 2>/dev/null || true)
+	omach=$(readelf -h "$oko" 2>/dev/null | sed -n 's/^ *Machine: *//p')
+	check module-6.1 "the $OLD build: $omach, vermagic '$ovm'" \
+		bash -c "[ '$omach' = '$ELF_MACHINE' ] && [[ '$ovm' == '$OLD '* ]]"
+	check install-built-6.1 "the package's postinst built for $OLD too (dkms status)" \
+		grep -q "$MODNAME/$VERSION, $OLD, $DKMS_ARCH: installed" <<<"$dkms_st"
+elif [ -n "$OLD" ]; then
 	out=$(timed hook-unsupported inch /etc/kernel/header_postinst.d/dkms "$OLD" 2>&1) && rc=0 || rc=$?
 	grep -v readelf <<<"$out" | sed 's/^/  header_postinst.d\/dkms: /'
 	ok=1
