@@ -20,6 +20,8 @@
 # and, only when named (make check-all):
 #   e2e-arm64-sid  the arm64 boots in sid's arm64 kernel (its build is in
 #            the style suite)
+#   e2e-arm64-lifecycle  the lifecycle boot in Debian 12's arm64 6.12 kernel
+#            (hot-unplug, remove, unbind, module reload under I/O)
 #   install-arm64  the .deb installed with DKMS in a Debian 12 arm64 chroot
 #            under qemu-user, for Debian's arm64 6.12 and 6.1 kernels, its
 #            build booted in the arm64 e2e guest (tests/install/run.sh
@@ -27,7 +29,8 @@
 #   e2e-intree  the e2e boots of the lifecycle, tool, suspend and hibernate
 #            cases on the kernel's own driver: the comparison column, FIGURE
 #            lines only (tests/e2e/run.sh --intree)
-#   e2e-arm64-intree  the arm64 boots on the kernel's own driver (figures)
+#   e2e-arm64-intree  the arm64 boots, lifecycle included, on the kernel's
+#            own driver (figures)
 # Each suite prints its own results and a `SUITE <name>: ...` line; this
 # script ends with the totals over all suites: `N passed, N failed`.
 #
@@ -49,10 +52,11 @@ declare -A SUITES=(
 	[image]="tests/image/run.sh"
 	[bench]="bench/run.sh --smoke"
 	[e2e-intree]="tests/e2e/run.sh --intree --boots lifecycle,tool,suspend,hibernate"
-	[e2e-arm64-intree]="tests/e2e/run.sh --intree bookworm-arm64"
+	[e2e-arm64-lifecycle]="tests/e2e/run.sh --boots lifecycle bookworm-arm64"
+	[e2e-arm64-intree]="tests/e2e/run.sh --intree --boots main,after-reboot,before-reboot,after-poweroff,unload,tool,lifecycle bookworm-arm64"
 )
 ORDER=(style kunit kunit-arm64 e2e e2e-arm64 install image bench)
-[ "${1:-}" = --all ] && set -- "${ORDER[@]}" e2e-arm64-sid install-arm64 e2e-intree e2e-arm64-intree
+[ "${1:-}" = --all ] && set -- "${ORDER[@]}" e2e-arm64-sid e2e-arm64-lifecycle install-arm64 e2e-intree e2e-arm64-intree
 [ $# -gt 0 ] && ORDER=("$@")
 
 bash "$TOP/scripts/host-deps.sh" >/dev/null || die "host dependencies could not be installed"
