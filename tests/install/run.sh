@@ -403,14 +403,13 @@ have_pkg "$IMAGE" || IMAGE=linux-image-$KVER-unsigned
 have_pkg "$IMAGE" || die "neither linux-image-$KVER nor $IMAGE is in the archive"
 BASE_PKGS=(dkms build-essential initramfs-tools zstd kmod man-db openssl
 	"$IMAGE" "linux-headers-$KVER")
-# old_reasons < TEXT: TEXT holds the package's reasons for skipping $OLD:
-# its version, and on amd64 the missing ACPI VIOT and device tree (arm64
-# kernels have a device tree).
+# old_reasons < TEXT (amd64, OLD_BUILDS=0): TEXT holds the package's reasons
+# for skipping $OLD: its version, and the missing ACPI VIOT and device tree.
 old_reasons() {
 	local t
 	t=$(cat)
-	grep -q "^$MODNAME: not built for $OLD: kernel $OLD is older than 6.12," <<<"$t" || return 1
-	[ "$ARCH" != amd64 ] || grep -q "^$MODNAME: not built for $OLD: neither CONFIG_ACPI_VIOT nor CONFIG_OF" <<<"$t"
+	grep -q "^$MODNAME: not built for $OLD: kernel $OLD is older than 6.12," <<<"$t" &&
+		grep -q "^$MODNAME: not built for $OLD: neither CONFIG_ACPI_VIOT nor CONFIG_OF" <<<"$t"
 }
 if [ -n "$OLD" ]; then
 	BASE_PKGS+=("linux-headers-$OLD")
