@@ -44,8 +44,13 @@ ichroot_umount_under() { # DIR
 	! findmnt -rn -o TARGET | awk -v d="$1/" 'index($0 "/", d) == 1' | grep -q .
 }
 
-ichroot_mount_api() { # ROOT: what dpkg, DKMS and the maintainer scripts need
-	mount -t proc proc "$1/proc" &&
+# ichroot_mount_api ROOT: what dpkg, DKMS and the maintainer scripts need:
+# the API file systems, and the usual policy-rc.d of a chroot (no daemon
+# starts inside).
+ichroot_mount_api() {
+	printf '#!/bin/sh\nexit 101\n' >"$1/usr/sbin/policy-rc.d" &&
+		chmod 755 "$1/usr/sbin/policy-rc.d" &&
+		mount -t proc proc "$1/proc" &&
 		mount -t sysfs -o ro sysfs "$1/sys" &&
 		mount --bind /dev "$1/dev" &&
 		mount -t tmpfs -o mode=755 tmpfs "$1/run"
@@ -93,9 +98,6 @@ ichroot_base() { # ARCH PKG...
 	debootstrap --arch="$arch" --variant=minbase "$ICHROOT_SUITE" "$new" "$mirror" >"$log" 2>&1 ||
 		{ tail -n 20 "$log" >&2; return 1; }
 	_ichroot_sources "$mirror" >"$new/etc/apt/sources.list"
-	# No daemons start inside (the usual policy-rc.d of a chroot).
-	printf '#!/bin/sh\nexit 101\n' >"$new/usr/sbin/policy-rc.d"
-	chmod 755 "$new/usr/sbin/policy-rc.d"
 	if [ -n "$foreign" ]; then
 		# initramfs-tools' default (MODULES=most) copies every storage,
 		# network and file system module, decompressing each with its own

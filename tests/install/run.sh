@@ -114,6 +114,16 @@ summary() {
 	echo "TIME $S/suite $(($(date +%s) - t_start)) s"
 	echo "SUITE $S: $pass passed, $fail failed, $skip skipped"
 }
+# ko_unpack SRC DEST: the module file SRC (as DKMS installed it: plain, .xz,
+# .zst or .gz) uncompressed at DEST; an empty DEST if SRC cannot be read.
+ko_unpack() {
+	case $1 in
+	*.xz) xz -dc "$1" >"$2" ;;
+	*.zst) zstd -qdc "$1" >"$2" ;;
+	*.gz) gzip -dc "$1" >"$2" ;;
+	*) cp "$1" "$2" 2>/dev/null || : >"$2" ;;
+	esac
+}
 # Package state inside the root.
 # shellcheck disable=SC2016 # a dpkg-query format
 pkg_state() { inch dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | tr -d ' ' || true; }
@@ -210,11 +220,9 @@ if [ -n "$deb" ]; then
 		bash -c "dpkg-deb -f '$deb' Depends | grep -q 'dkms (>= 3'"
 fi
 
-
 rpmf=""
 if [ "$ARCH" = amd64 ]; then
 	log "building the .rpm"
-	rpmf=""
 	if rpmf=$(timed build-rpm bash "$TOP/packaging/build-rpm.sh" "$TOP" "$OUT" 2>"$WORK/build-rpm.err" | tail -n1) &&
 		[ -f "$rpmf" ]; then
 		PASS build-rpm "$(basename "$rpmf") built with rpmbuild $(rpmbuild --version | awk '{print $3}')"
@@ -443,9 +451,6 @@ else
 fi
 ichroot_up "$ICHROOT_BASE" "$RUN" || die "could not mount an overlay of $ICHROOT_BASE at $RUN/root"
 R=$ICHROOT
-# No daemons start inside (the usual policy-rc.d of a chroot).
-printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
-chmod 755 "$R/usr/sbin/policy-rc.d"
 if [ ${#EXTRA_PKGS[@]} -gt 0 ]; then
 	# Downloads land in the image suite's package cache (kept between runs).
 	acache=$VIOMMU_CACHE/image/apt-archives
@@ -625,12 +630,7 @@ check modinfo-n "modinfo -k $KVER -n virtio_iommu: $n" bash -c "[[ '$n' == /lib/
 # Built for this kernel by this architecture's compiler: an ELF of the
 # machine, and the vermagic of the kernel's own modules.
 ours=$WORK/ours.ko
-case $n in
-*.xz) xz -dc "$R$n" >"$ours" ;;
-*.zst) zstd -qdc "$R$n" >"$ours" ;;
-*.gz) gzip -dc "$R$n" >"$ours" ;;
-*) cp "$R$n" "$ours" 2>/dev/null || : >"$ours" ;;
-esac
+ko_unpack "$R$n" "$ours"
 machine=$(readelf -h "$ours" 2>/dev/null | sed -n 's/^ *Machine: *//p')
 vermagic=$(modinfo -F vermagic "$ours" 2>/dev/null || true)
 check module-elf "$(readelf -h "$ours" 2>/dev/null | sed -n 's/^ *Class: *//p') $machine relocatable (want $ELF_MACHINE)" \
@@ -675,12 +675,7 @@ if [ -n "$OLD" ] && [ $OLD_BUILDS = 1 ]; then
 	check hook-6.1-kernel "after dkms unbuild: ${gone:-none}; header_postinst.d/dkms $OLD exit $rc: ${back:-none}" \
 		bash -c "[[ '$gone' != */updates/dkms/* ]] && [ $rc = 0 ] && [[ '$back' == /lib/modules/$OLD/updates/dkms/* ]]"
 	oko=$WORK/ours-6.1.ko
-	case $back in
-	*.xz) xz -dc "$R$back" >"$oko" ;;
-	*.zst) zstd -qdc "$R$back" >"$oko" ;;
-	*.gz) gzip -dc "$R$back" >"$oko" ;;
-	*) cp "$R$back" "$oko" 2>/dev/null || : >"$oko" ;;
-	esac
+	ko_unpack "$R$back" "$oko"
 	ovm=$(modinfo -F vermagic "$oko" 2>/dev/null || true)
 	omach=$(readelf -h "$oko" 2>/dev/null | sed -n 's/^ *Machine: *//p')
 	check module-6.1 "the $OLD build: $omach, vermagic '$ovm'" \
@@ -719,12 +714,7 @@ elif [[ "$back" != */updates/dkms/* ]]; then
 	FAIL e2e-boot "no DKMS-built module to boot"
 else
 	ko=$WORK/virtio-iommu.ko
-	case $back in
-	*.xz) xz -dc "$R$back" >"$ko" ;;
-	*.zst) zstd -qdc "$R$back" >"$ko" ;;
-	*.gz) gzip -dc "$R$back" >"$ko" ;;
-	*) cp "$R$back" "$ko" ;;
-	esac
+	ko_unpack "$R$back" "$ko"
 	gk=$("$TOP/scripts/guest-kernels.sh" "$E2E_GUEST" 2>"$WORK/guest-kernels.err" | tail -n1 || true)
 	if [ "$gk" != "$KVER" ]; then
 		FAIL e2e-boot "the e2e guest kernel is '$gk', the DKMS build is for $KVER"
